@@ -1,0 +1,139 @@
+"""The allocation decision: identity + asset + policy -> hub, role and initial twin. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from allocation.contract import AllocationRequest, AllocationResponse
+from allocation.errors import AssetNotAssignable, UnknownDevice
+from allocation.hub_selection import HubChoice, select_hub, spread
+from allocation.identity import DeviceIdentity
+from allocation.policy import Policy
+from asset_client import Asset, AssetStatus, DeviceLink
+from device_twin import (
+    DesiredProperties,
+    DeviceTags,
+    InitialTwin,
+    ProvisioningState,
+    TwinProperties,
+)
+from roles import RoleAssignment, assign_role
+
+
+@dataclass(frozen=True)
+class AllocationDecision:
+    """What to answer DPS, and the asset link to record first (None when nothing changes)."""
+
+    identity: DeviceIdentity
+    asset: Asset | None
+    role: RoleAssignment
+    hub: HubChoice
+    provisioning_state: ProvisioningState
+    link: DeviceLink | None
+    response: AllocationResponse
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id.value
+
+
+def decide_allocation(
+    *,
+    request: AllocationRequest,
+    identity: DeviceIdentity,
+    asset: Asset | None,
+    policy: Policy,
+    asset_api_public_url: str,
+) -> AllocationDecision:
+    """Deterministic: the same request and asset give the same answer, so DPS retries are safe."""
+    context = request.device_runtime_context
+    device_id = identity.device_id.value
+    if asset is None:
+        if policy.unknown_device == "reject":
+            serial = identity.subject_serial_number
+            raise UnknownDevice(
+                f"no asset for device {device_id!r}"
+                + (f" or subject serialNumber {serial.value!r}" if serial else "")
+                + " and policy unknown_device is 'reject'"
+            )
+        role = assign_role(None, policy.role_rules, policy.default_role)
+        hub = spread(
+            request.linked_hubs,
+            identity.registration_id,
+            context.current_iot_hub_host_name,
+            "unknown device quarantined",
+        )
+        state = ProvisioningState.QUARANTINED
+        link = None
+    else:
+        _check_assignable(asset, device_id)
+        role = assign_role(asset.asset_type, policy.role_rules, policy.default_role)
+        hub = select_hub(
+            location=asset.location,
+            linked_hubs=request.linked_hubs,
+            rules=policy.hub_rules,
+            fallback=policy.hub_fallback,
+            registration_id=identity.registration_id,
+            current_hub=context.current_iot_hub_host_name,
+        )
+        state = ProvisioningState.PROVISIONED
+        link = _link_needed(asset, identity)
+
+    tags = DeviceTags(
+        asset_id=asset.asset_id if asset else None,
+        asset_type=asset.asset_type if asset else None,
+        location=asset.location if asset else None,
+        device_role=role.role,
+        provisioning_state=state,
+        hub_selection=hub.selection,
+        policy_version=policy.version,
+    )
+    desired = DesiredProperties(
+        role_permissions=role.permissions,
+        asset_management_endpoint=(
+            f"{asset_api_public_url.rstrip('/')}/assets/{quote(asset.asset_id, safe='')}"
+            if asset
+            else None
+        ),
+    )
+    payload: dict[str, Any] = {"deviceRole": role.role.value, "provisioningState": state.value}
+    if asset:
+        payload["assetId"] = asset.asset_id
+    response = AllocationResponse(
+        iot_hub_host_name=hub.hub,
+        initial_twin=InitialTwin(tags=tags, properties=TwinProperties(desired=desired)),
+        payload=payload,
+    )
+    return AllocationDecision(identity, asset, role, hub, state, link, response)
+
+
+def _check_assignable(asset: Asset, device_id: str) -> None:
+    if asset.status is AssetStatus.RETIRED:
+        raise AssetNotAssignable(f"asset {asset.asset_id!r} is retired")
+    if asset.device_id is not None and not _same_device(asset.device_id, device_id):
+        raise AssetNotAssignable(
+            f"asset {asset.asset_id!r} is linked to device {asset.device_id!r}; "
+            "another device needs an approved replacement"
+        )
+
+
+def _same_device(a: str, b: str) -> bool:
+    # Device ids come from registration ids here, which DPS compares case-insensitively.
+    return a.casefold() == b.casefold()
+
+
+def _link_needed(asset: Asset, identity: DeviceIdentity) -> DeviceLink | None:
+    already = (
+        asset.device_id is not None
+        and _same_device(asset.device_id, identity.device_id.value)
+        and asset.provisioning_status == "provisioned"
+    )
+    if already:
+        return None
+    return DeviceLink(
+        device_id=identity.device_id.value,
+        registration_id=identity.registration_id,
+        thumbprint=identity.thumbprint,
+    )

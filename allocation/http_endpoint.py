@@ -1,0 +1,59 @@
+"""HTTP body in, HTTP answer out, for the allocation webhook; free of azure.functions."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from allocation.contract import MAX_BODY_BYTES, AllocationRequest
+from allocation.errors import AllocationError, BodyTooLarge, FieldProblem, InvalidRequest
+from allocation.problem_details import HttpAnswer, problem_answer
+from allocation.service import AllocationService
+from asset_client import AssetError
+from observability import DeviceLog
+
+_logger = logging.getLogger("allocation")
+
+
+async def answer_allocation(
+    body: bytes, *, request_id: str, service: AllocationService
+) -> HttpAnswer:
+    log = DeviceLog(_logger, request_id=request_id)
+    try:
+        request = parse_request(body)
+        log = log.bind(registrationId=request.device_runtime_context.registration_id)
+        decision = await service.allocate(request, log)
+    except (AllocationError, AssetError) as error:
+        status_log = log.warning if not isinstance(error, AssetError) else log.error
+        status_log("allocation refused", reason=type(error).__name__, detail=str(error))
+        return problem_answer(error, request_id)
+    except Exception as error:
+        log.error("allocation failed unexpectedly", exc_info=True, reason=type(error).__name__)
+        return problem_answer(error, request_id)
+    return HttpAnswer(
+        200, decision.response.to_json(), "application/json", {"x-request-id": request_id}
+    )
+
+
+def parse_request(body: bytes) -> AllocationRequest:
+    """Size first (DPS never sends more than 96 KB), then JSON and shape in one pass."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"body is {len(body)} bytes; DPS sends at most {MAX_BODY_BYTES}")
+    try:
+        return AllocationRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(error["type"] == "json_invalid" for error in errors):
+            raise InvalidRequest("body is not valid JSON") from exc
+        problems = [FieldProblem(_field_name(error), error["msg"]) for error in errors]
+        summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:5])
+        raise InvalidRequest(f"not a DPS allocation request: {summary}", problems) from exc
+
+
+def _field_name(error: ErrorDetails) -> str:
+    name = ""
+    for part in error["loc"]:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"

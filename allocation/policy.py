@@ -1,0 +1,103 @@
+"""The routing and role policy: one versioned TOML file, validated once at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from allocation.contract import HubHostName
+from roles import RoleName, RoleRule, permissions_for
+from roles.authorization import granted_actions
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, not TOML, or breaks a rule; the message names file and key."""
+
+
+class HubRule(BaseModel):
+    """One `[[hub_rules]]` entry: assets whose location matches the glob go to `hub`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    location: Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
+    hub: HubHostName
+
+    @field_validator("location")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class AttestationPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clock_skew_seconds: int = Field(300, ge=0, le=3600)
+
+
+class Policy(BaseModel):
+    """Everything the allocation decision needs besides the request and the asset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    default_role: RoleName
+    unknown_device: Literal["reject", "quarantine"] = "reject"
+    hub_fallback: Literal["reject", "spread"] = "reject"
+    hub_rules: list[HubRule] = Field(default_factory=list)
+    role_rules: list[RoleRule] = Field(default_factory=list)
+    attestation: AttestationPolicy = AttestationPolicy()
+
+    @model_validator(mode="after")
+    def _default_is_least_privilege(self) -> Policy:
+        default = granted_actions(permissions_for(self.default_role))
+        for index, rule in enumerate(self.role_rules):
+            if not default <= granted_actions(permissions_for(rule.role)):
+                raise ValueError(
+                    f"default_role {self.default_role.value!r} grants more than role "
+                    f"{rule.role.value!r} of role_rules[{index}]; "
+                    "the default must be least privilege"
+                )
+        return self
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"policy file {source} is not valid TOML: {exc}") from exc
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_dotted(error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise PolicyError(f"policy file {source} is invalid: {problems}") from exc
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
+    return parse_policy(text, str(path))
+
+
+def _dotted(location: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in location:
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
+        else:
+            parts.append(part)
+    return ".".join(parts)

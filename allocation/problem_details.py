@@ -1,0 +1,86 @@
+"""The one place where failures become HTTP statuses DPS understands (CONTRACTS.md §1).
+
+DPS fails the registration on 400/401/404/409 (400207/400209) and retries on >= 429, so a
+refusal is 4xx only when retrying cannot help; asset-system trouble is 5xx so DPS retries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from allocation.errors import (
+    AllocationError,
+    AssetNotAssignable,
+    BodyTooLarge,
+    InvalidRequest,
+)
+from asset_client import (
+    AssetAccessDenied,
+    AssetConflict,
+    AssetContractViolation,
+    AssetError,
+    AssetNotFound,
+    AssetRequestRejected,
+    AssetUnavailable,
+    AssetVersionConflict,
+)
+
+PROBLEM_JSON = "application/problem+json"
+DEFAULT_RETRY_AFTER_SECONDS = 5
+_TYPE_PREFIX = "urn:dps-asset-onboarding:problem:"
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    status: int
+    title: str
+    code: str
+
+
+def problem_answer(error: Exception, request_id: str) -> HttpAnswer:
+    """Map any failure to problem+json; unexpected ones are 500 without internals."""
+    mapping = _mapping_for(error)
+    detail = str(error) if mapping.status != 500 else "unexpected error; see the logs"
+    body: dict[str, Any] = {
+        "type": _TYPE_PREFIX + mapping.code,
+        "title": mapping.title,
+        "status": mapping.status,
+        "detail": detail,
+        "requestId": request_id,
+    }
+    if isinstance(error, InvalidRequest) and error.problems:
+        body["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
+    headers = {"x-request-id": request_id}
+    if isinstance(error, AssetUnavailable):
+        retry = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
+        headers["retry-after"] = str(max(1, round(retry)))
+    return HttpAnswer(mapping.status, json.dumps(body).encode(), PROBLEM_JSON, headers)
+
+
+def _mapping_for(error: Exception) -> _Mapping:
+    if isinstance(error, BodyTooLarge):
+        return _Mapping(413, "Request body too large", error.code)
+    if isinstance(error, AssetNotAssignable):
+        return _Mapping(409, "Asset cannot take this device", error.code)
+    if isinstance(error, AllocationError):
+        return _Mapping(400, "Registration refused", error.code)
+    if isinstance(error, AssetConflict | AssetNotFound | AssetVersionConflict):
+        # The asset changed under us between lookup and link: DPS must not retry blindly.
+        return _Mapping(409, "Asset changed during allocation", "asset-conflict")
+    if isinstance(error, AssetUnavailable):
+        return _Mapping(503, "Asset system unavailable", "asset-system-unavailable")
+    if isinstance(error, AssetAccessDenied | AssetRequestRejected | AssetContractViolation):
+        return _Mapping(502, "Asset system refused or misbehaved", "asset-system-error")
+    if isinstance(error, AssetError):
+        return _Mapping(502, "Asset system error", "asset-system-error")
+    return _Mapping(500, "Internal error", "internal-error")

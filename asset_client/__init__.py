@@ -1,0 +1,33 @@
+"""The enterprise asset-management API (CONTRACTS.md §6): port, models, errors, httpx adapter.
+
+openapi.yaml beside this file is the contract; devstack's reference service implements it.
+"""
+
+from asset_client.errors import (
+    AssetAccessDenied,
+    AssetConflict,
+    AssetContractViolation,
+    AssetError,
+    AssetNotFound,
+    AssetRequestRejected,
+    AssetUnavailable,
+    AssetVersionConflict,
+)
+from asset_client.models import Asset, AssetStatus, DeviceLink, Replacement
+from asset_client.port import AssetRepository
+
+__all__ = [
+    "Asset",
+    "AssetAccessDenied",
+    "AssetConflict",
+    "AssetContractViolation",
+    "AssetError",
+    "AssetNotFound",
+    "AssetRepository",
+    "AssetRequestRejected",
+    "AssetStatus",
+    "AssetUnavailable",
+    "AssetVersionConflict",
+    "DeviceLink",
+    "Replacement",
+]

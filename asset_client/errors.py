@@ -1,0 +1,43 @@
+"""Asset API failures, split by what a caller should do about them."""
+
+from __future__ import annotations
+
+
+class AssetError(Exception):
+    """Base of every asset API failure. Messages never carry credentials."""
+
+
+class AssetNotFound(AssetError):
+    """404: the asset does not exist."""
+
+
+class AssetConflict(AssetError):
+    """409: the asset cannot take the change (linked to another device, retired...)."""
+
+
+class AssetVersionConflict(AssetError):
+    """412: the If-Match version is stale; re-read and re-apply."""
+
+
+class AssetAccessDenied(AssetError):
+    """401/403: our credentials are wrong or lack a permission. Permanent until fixed."""
+
+
+class AssetRequestRejected(AssetError):
+    """Any other 4xx: our request was wrong. Permanent; retrying will not help."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AssetUnavailable(AssetError):
+    """Transport error, timeout, 429 or 5xx: transient, worth a retry later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AssetContractViolation(AssetError):
+    """The response is not the shape the contract promises."""

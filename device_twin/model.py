@@ -1,0 +1,51 @@
+"""Twin tags and desired properties as the app writes them (wire names in aliases)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from roles import RoleName, RolePermissions
+
+
+class ProvisioningState(StrEnum):
+    PROVISIONED = "provisioned"
+    QUARANTINED = "quarantined"
+
+
+class HubSelection(StrEnum):
+    """How the hub was chosen: by the asset's location rule, or spread over linked hubs."""
+
+    LOCATION = "location"
+    SPREAD = "spread"
+
+
+class _TwinSection(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+
+class DeviceTags(_TwinSection):
+    """Tags are service-side only; the device never sees them."""
+
+    asset_id: str | None = Field(None, alias="assetId")
+    asset_type: str | None = Field(None, alias="assetType")
+    location: str | None = None
+    device_role: RoleName = Field(alias="deviceRole")
+    provisioning_state: ProvisioningState = Field(alias="provisioningState")
+    hub_selection: HubSelection = Field(alias="hubSelection")
+    policy_version: str = Field(alias="policyVersion")
+
+
+class DesiredProperties(_TwinSection):
+    role_permissions: RolePermissions = Field(alias="rolePermissions")
+    asset_management_endpoint: str | None = Field(None, alias="assetManagementEndpoint")
+
+
+class TwinProperties(_TwinSection):
+    desired: DesiredProperties
+
+
+class InitialTwin(_TwinSection):
+    tags: DeviceTags
+    properties: TwinProperties

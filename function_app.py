@@ -1,0 +1,12 @@
+"""Entry point the Functions host loads: the app and its blueprints, nothing else."""
+
+import azure.functions as func
+
+import bootstrap
+from allocation.blueprint import blueprint as allocation_blueprint
+
+# Fail at start-up, naming the bad setting or policy key, rather than on the first device.
+bootstrap.load_configuration()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(allocation_blueprint)

@@ -1,0 +1,54 @@
+"""A logger bound to one device and one request.
+
+The identifiers travel as LogRecord attributes (logging's `extra`), which Application Insights
+turns into custom dimensions and the dev host prints as key=value. Values are identifiers only:
+callers never pass secrets, bodies or certificates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+DEVICE_FIELDS = ("registrationId", "deviceId", "assetId", "requestId")
+
+
+class DeviceLog:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        request_id: str,
+        registration_id: str | None = None,
+        device_id: str | None = None,
+        asset_id: str | None = None,
+    ) -> None:
+        self._logger = logger
+        self.fields: dict[str, Any] = {
+            "registrationId": registration_id,
+            "deviceId": device_id,
+            "assetId": asset_id,
+            "requestId": request_id,
+        }
+
+    def bind(self, **fields: Any) -> DeviceLog:
+        """A copy with more (or updated) fields, e.g. the asset id once it is known."""
+        bound = DeviceLog(self._logger, request_id=self.fields["requestId"])
+        bound.fields = {**self.fields, **fields}
+        return bound
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._log(logging.INFO, message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._log(logging.WARNING, message, fields)
+
+    def error(self, message: str, *, exc_info: bool = False, **fields: Any) -> None:
+        self._log(logging.ERROR, message, fields, exc_info=exc_info)
+
+    def _log(
+        self, level: int, message: str, fields: dict[str, Any], *, exc_info: bool = False
+    ) -> None:
+        if self._logger.isEnabledFor(level):
+            extra = {**self.fields, **fields}
+            self._logger.log(level, message, extra=extra, exc_info=exc_info, stacklevel=3)

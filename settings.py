@@ -1,0 +1,56 @@
+"""Every app setting, read once from the environment (Azure app settings / local.settings.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_ROOT = Path(__file__).resolve().parent
+
+
+class ConfigurationError(RuntimeError):
+    """A setting or the policy file is wrong; the message names which and why."""
+
+
+class AppSettings(BaseSettings):
+    """Names are the app-setting names; the README's configuration reference lists them all."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    asset_api_url: AnyHttpUrl = Field(validation_alias="ASSET_API_URL")
+    asset_api_key: SecretStr | None = Field(None, validation_alias="ASSET_API_KEY")
+    asset_api_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, validation_alias="ASSET_API_TIMEOUT_SECONDS"
+    )
+    asset_api_max_connections: int = Field(
+        100, ge=1, le=1000, validation_alias="ASSET_API_MAX_CONNECTIONS"
+    )
+    asset_management_public_url: AnyHttpUrl | None = Field(
+        None, validation_alias="ASSET_MANAGEMENT_PUBLIC_URL"
+    )
+    policy_file: Path = Field(validation_alias="POLICY_FILE")
+
+    @property
+    def policy_path(self) -> Path:
+        """Relative paths are relative to the app root, as deployed (wwwroot)."""
+        return self.policy_file if self.policy_file.is_absolute() else APP_ROOT / self.policy_file
+
+    @property
+    def public_asset_url(self) -> str:
+        """The asset API address devices and operators see, written into desired properties."""
+        return str(self.asset_management_public_url or self.asset_api_url).rstrip("/")
+
+
+def load_settings() -> AppSettings:
+    try:
+        return AppSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigurationError(f"invalid app settings: {problems}") from exc
