@@ -1,0 +1,256 @@
+"""Bytes in, status + problem+json out: bad input, hostile input, and the DPS status table."""
+
+import json
+import logging
+
+import pytest
+
+from allocation.contract import MAX_BODY_BYTES
+from allocation.http_endpoint import answer_allocation
+from allocation.service import AllocationService
+from asset_client import (
+    AssetAccessDenied,
+    AssetConflict,
+    AssetContractViolation,
+    AssetUnavailable,
+)
+from devstack.dps_requests import allocation_request
+from tests.unit.fakes import FakeAssetRepository, make_asset
+
+EAST = "hub-us-east.azure-devices.net"
+
+
+def valid_body(registration_id="sensor-1001", **kwargs):
+    return allocation_request(registration_id, **kwargs)
+
+
+async def answer(body, repo=None, policy=None, request_id="req-42"):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    service = AllocationService(
+        assets=repo or FakeAssetRepository(make_asset(device_id=None)),
+        policy=policy,
+        asset_api_public_url="http://assets",
+    )
+    return await answer_allocation(raw, request_id=request_id, service=service)
+
+
+def problem(result):
+    assert result.content_type == "application/problem+json"
+    body = json.loads(result.body)
+    assert body["status"] == result.status
+    assert body["requestId"] == "req-42"
+    return body
+
+
+@pytest.fixture
+def known(ca):
+    """A request whose certificate info names the seeded serial."""
+    return valid_body(x509={"subjectName": "CN=sensor-1001, SERIALNUMBER=SN-1001"})
+
+
+async def test_a_valid_request_answers_200_with_a_hub(known, demo_policy):
+    result = await answer(known, policy=demo_policy)
+    assert result.status == 200
+    assert result.content_type == "application/json"
+    assert result.headers["x-request-id"] == "req-42"
+    assert json.loads(result.body)["iotHubHostName"] == EAST
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.pop("deviceRuntimeContext"), "deviceRuntimeContext"),
+        (lambda b: b["deviceRuntimeContext"].pop("registrationId"), "registrationId"),
+        (lambda b: b.update(linkedHubs=[]), "linkedHubs"),
+        (lambda b: b.update(linkedHubs="hub-us-east.azure-devices.net"), "linkedHubs"),
+        (lambda b: b.update(linkedHubs=["not a host"]), "linkedHubs[0]"),
+        (lambda b: b.pop("linkedHubs"), "linkedHubs"),
+        (lambda b: b["deviceRuntimeContext"].update(registrationId=42), "registrationId"),
+        (lambda b: b["deviceRuntimeContext"].update(payload="text"), "payload"),
+        (lambda b: b["deviceRuntimeContext"].update(x509="cert"), "x509"),
+        (lambda b: b["deviceRuntimeContext"].update(tpm={"endorsementKey": "k"}), "x509 and tpm"),
+        (lambda b: b.pop("enrollmentGroup"), "enrollmentGroup or individualEnrollment"),
+        (lambda b: b.update(individualEnrollment={}), "enrollmentGroup or individualEnrollment"),
+        (
+            lambda b: b["enrollmentGroup"]["reprovisionPolicy"].update(updateHubAssignment="yes"),
+            "enrollmentGroup.reprovisionPolicy.updateHubAssignment",
+        ),
+        (
+            lambda b: b["deviceRuntimeContext"].update(currentIotHubHostName="evil host/"),
+            "currentIotHubHostName",
+        ),
+    ],
+)
+async def test_malformed_requests_are_400_naming_the_field(known, demo_policy, mutate, field):
+    mutate(known)
+    result = await answer(known, policy=demo_policy)
+    assert result.status == 400
+    body = problem(result)
+    assert body["type"].endswith("invalid-request")
+    assert field in body["detail"]
+
+
+async def test_field_errors_are_listed_one_by_one(known, demo_policy):
+    known["deviceRuntimeContext"]["registrationId"] = "bad id!"
+    known["linkedHubs"] = []
+    body = problem(await answer(known, policy=demo_policy))
+    fields = {error["field"] for error in body["errors"]}
+    assert fields == {"deviceRuntimeContext.registrationId", "linkedHubs"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"{", b'{"a": 1', b"\xff\xfe", b"[]", b"null", b"42", b'"text"'],
+)
+async def test_non_json_or_non_object_bodies_are_400(raw, demo_policy):
+    result = await answer(raw, policy=demo_policy)
+    assert result.status == 400
+    assert problem(result)["type"].endswith("invalid-request")
+
+
+async def test_a_body_over_96_kb_is_413_before_parsing(demo_policy):
+    result = await answer(b"{" + b" " * MAX_BODY_BYTES + b"}", policy=demo_policy)
+    assert result.status == 413
+    assert "96" in problem(result)["detail"] or str(MAX_BODY_BYTES) in problem(result)["detail"]
+
+
+async def test_a_body_of_exactly_96_kb_is_read(known, demo_policy):
+    raw = json.dumps(known).encode()
+    padded = raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
+    assert len(padded) == MAX_BODY_BYTES
+    assert (await answer(padded, policy=demo_policy)).status == 200
+
+
+HOSTILE_IDS = [
+    "../../assets/AST-1001",
+    "sensor-1001?deviceId=x",
+    "sensor-1001\r\nX-Injected: 1",
+    "sensor 1001",
+    "a" * 129,
+    "sensor-1001\x00",
+    "<script>",
+    "sensör",
+    "%2e%2e%2f",
+]
+
+
+@pytest.mark.parametrize("registration_id", HOSTILE_IDS)
+async def test_hostile_registration_ids_are_refused_without_an_asset_call(
+    registration_id, demo_policy
+):
+    repo = FakeAssetRepository(make_asset())
+    body = valid_body(registration_id)
+    result = await answer(body, repo=repo, policy=demo_policy)
+    assert result.status == 400
+    assert "deviceRuntimeContext.registrationId" in problem(result)["detail"]
+    assert repo.calls == []
+    # The problem never echoes the hostile input back.
+    assert registration_id.encode() not in result.body or registration_id == "sensör"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "CN=sensor-1001, SERIALNUMBER=SN-1001\x00",
+        "CN=sensor-1001, SERIALNUMBER=" + "9" * 200,
+        "CN=sensor-1001, CN=other",
+        "CN=sensor-1001, SERIALNUMBER=\\0a",
+    ],
+)
+async def test_odd_dns_in_certificate_info_are_400(subject, demo_policy):
+    repo = FakeAssetRepository(make_asset())
+    body = valid_body(x509={"subjectName": subject})
+    result = await answer(body, repo=repo, policy=demo_policy)
+    assert result.status == 400
+    assert "deviceRuntimeContext.x509.subjectName" in problem(result)["detail"]
+    assert repo.calls == []
+
+
+async def test_unknown_fields_from_a_newer_dps_are_tolerated(known, demo_policy):
+    known["newTopLevelThing"] = {"x": 1}
+    known["deviceRuntimeContext"]["somethingNew"] = True
+    known["enrollmentGroup"]["capabilities"]["future"] = "yes"
+    assert (await answer(known, policy=demo_policy)).status == 200
+
+
+async def test_both_casings_of_current_hub_are_accepted(known, demo_policy):
+    for key in ("currentIotHubHostName", "currentIoTHubHostName"):
+        body = json.loads(json.dumps(known))
+        body["deviceRuntimeContext"][key] = EAST
+        assert (await answer(body, policy=demo_policy)).status == 200
+
+
+async def test_individual_enrollments_are_accepted_and_may_name_the_device(demo_policy):
+    body = valid_body(x509={"subjectName": "CN=sensor-1001, SERIALNUMBER=SN-1001"})
+    body["individualEnrollment"] = {"registrationId": "sensor-1001", "deviceId": "dev-custom"}
+    del body["enrollmentGroup"]
+    repo = FakeAssetRepository(make_asset())
+    result = await answer(body, repo=repo, policy=demo_policy)
+    assert result.status == 200
+    assert repo.links[0][1].device_id == "dev-custom"
+
+
+class FailingRepo(FakeAssetRepository):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    async def find_by_device_id(self, device_id):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (AssetUnavailable("asset API timed out"), 503, "5"),
+        (AssetUnavailable("busy", retry_after=12.4), 503, "12"),
+        (AssetAccessDenied("asset API answered 401"), 502, None),
+        (AssetContractViolation("bad shape"), 502, None),
+        (AssetConflict("changed"), 409, None),
+        (RuntimeError("secret=hunter2 internal"), 500, None),
+    ],
+)
+async def test_asset_failures_map_to_the_status_dps_retries_or_fails_on(
+    known, demo_policy, error, status, retry_after
+):
+    result = await answer(known, repo=FailingRepo(error), policy=demo_policy)
+    assert result.status == status
+    assert result.headers.get("retry-after") == retry_after
+    body = problem(result)
+    if status == 500:
+        assert b"hunter2" not in result.body
+        assert body["detail"] == "unexpected error; see the logs"
+
+
+async def test_an_unknown_device_is_400_unknown_device(demo_policy):
+    body = valid_body("sensor-9999", x509={"subjectName": "CN=sensor-9999, SERIALNUMBER=SN-9999"})
+    result = await answer(body, policy=demo_policy)
+    assert result.status == 400
+    assert problem(result)["type"].endswith(":unknown-device")
+
+
+async def test_a_mapped_hub_that_is_not_linked_is_spread_over_the_linked_ones(known, demo_policy):
+    known["linkedHubs"] = ["hub-other.azure-devices.net"]
+    result = await answer(known, policy=demo_policy)
+    assert result.status == 200
+    body = json.loads(result.body)
+    assert body["iotHubHostName"] == "hub-other.azure-devices.net"
+    assert body["initialTwin"]["tags"]["hubSelection"] == "spread"
+
+
+async def test_a_retired_asset_is_409(demo_policy, known):
+    repo = FakeAssetRepository(make_asset(status="retired"))
+    result = await answer(known, repo=repo, policy=demo_policy)
+    assert result.status == 409
+    assert "retired" in problem(result)["detail"]
+
+
+async def test_refusals_are_logged_with_the_device_fields_and_no_body(known, demo_policy, caplog):
+    known["deviceRuntimeContext"]["x509"] = {"subjectName": "CN=someone-else, SERIALNUMBER=SN-1"}
+    with caplog.at_level(logging.INFO, logger="allocation"):
+        result = await answer(known, policy=demo_policy)
+    assert result.status == 400
+    [record] = [r for r in caplog.records if r.getMessage() == "allocation refused"]
+    assert record.registrationId == "sensor-1001"
+    assert record.requestId == "req-42"
+    assert record.reason == "CommonNameMismatch"
