@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `make bench` runs them, prints tables, writes bench/results/*.json."""

@@ -1,0 +1,253 @@
+"""`python -m devstack.simulate --devices N`: onboard N simulated X.509 devices at once.
+
+Creates a local test CA and N device certificates, registers matching assets in the asset
+service, posts DPS-shaped allocation requests concurrently to the webhook, and prints what
+happened: hubs, roles, statuses and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from devstack.certificates import IssuedCertificate, TestCertificateAuthority
+from devstack.dps_requests import DEMO_HUBS, allocation_request
+from devstack.stack import DEFAULT_DATA_DIR
+
+ASSET_TYPES = ("temperature-sensor", "valve-actuator", "edge-gateway")
+LOCATIONS = ("us-east/plant-9/line-{n}", "eu-west/site-z/hall-{n}")
+
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    registration_id: str
+    serial_number: str
+    asset_id: str
+    asset_type: str
+    location: str
+    certificate: IssuedCertificate
+
+
+@dataclass
+class RunResult:
+    devices: int
+    statuses: Counter[int] = field(default_factory=Counter)
+    hubs: Counter[str] = field(default_factory=Counter)
+    roles: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
+        return cuts[int(q) - 1]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "devices": self.devices,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "hubs": dict(self.hubs.most_common()),
+            "roles": dict(self.roles.most_common()),
+            "latencyMs": {
+                "p50": round(self.percentile(50), 2),
+                "p95": round(self.percentile(95), 2),
+                "p99": round(self.percentile(99), 2),
+                "max": round(max(self.latencies_ms, default=float("nan")), 2),
+            },
+            "allocationsPerSecond": round(self.devices / self.wall_seconds, 1)
+            if self.wall_seconds
+            else None,
+            "failures": self.failures[:20],
+        }
+
+
+def make_devices(count: int, run_id: str) -> list[SimulatedDevice]:
+    ca = TestCertificateAuthority(name=f"Simulator CA {run_id}")
+    devices = []
+    for n in range(count):
+        registration_id = f"sim-{run_id}-{n:05d}"
+        serial = f"SIM-{run_id}-{n:05d}".upper()
+        devices.append(
+            SimulatedDevice(
+                registration_id=registration_id,
+                serial_number=serial,
+                asset_id=f"AST-SIM-{run_id}-{n:05d}".upper(),
+                asset_type=ASSET_TYPES[n % len(ASSET_TYPES)],
+                location=LOCATIONS[n % len(LOCATIONS)].format(n=n % 7),
+                certificate=ca.issue_device(registration_id, serial_number=serial),
+            )
+        )
+    return devices
+
+
+async def register_assets(
+    client: httpx.AsyncClient, devices: list[SimulatedDevice], concurrency: int, tick: Any
+) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def put(device: SimulatedDevice) -> None:
+        async with gate:
+            response = await client.put(
+                f"/assets/{device.asset_id}",
+                json={
+                    "serialNumber": device.serial_number,
+                    "assetType": device.asset_type,
+                    "location": device.location,
+                    "attributes": {"source": "devstack.simulate"},
+                },
+            )
+            if response.status_code not in (200, 201):
+                raise RuntimeError(
+                    f"asset service refused {device.asset_id}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
+            tick()
+
+    await asyncio.gather(*(put(device) for device in devices))
+
+
+async def allocate_all(
+    client: httpx.AsyncClient,
+    url: str,
+    devices: list[SimulatedDevice],
+    concurrency: int,
+    tick: Any,
+) -> RunResult:
+    result = RunResult(devices=len(devices))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def allocate(device: SimulatedDevice) -> None:
+        body = allocation_request(
+            device.registration_id,
+            x509={"clientCertificate": device.certificate.der_base64},
+            linked_hubs=DEMO_HUBS,
+        )
+        async with gate:
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                result.failures.append(f"{device.registration_id}: {type(exc).__name__}")
+                result.statuses[0] += 1
+                tick()
+                return
+            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+        result.statuses[response.status_code] += 1
+        if response.status_code == 200:
+            answer = response.json()
+            result.hubs[answer["iotHubHostName"]] += 1
+            result.roles[answer["initialTwin"]["tags"]["deviceRole"]] += 1
+        else:
+            detail = response.json().get("detail", "") if response.content else ""
+            result.failures.append(f"{device.registration_id}: {response.status_code} {detail}")
+        tick()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(allocate(device) for device in devices))
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def read_stack(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SystemExit(f"{path} not found: start the stack first with `make run`")
+    stack: dict[str, Any] = json.loads(path.read_text())
+    return stack
+
+
+async def simulate(
+    stack: dict[str, Any], devices: int, concurrency: int, console: Console
+) -> RunResult:
+    run_id = uuid.uuid4().hex[:6]
+    progress = Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        certs = progress.add_task("issuing device certificates", total=devices)
+        fleet = make_devices(devices, run_id)
+        progress.update(certs, completed=devices)
+        asset_task = progress.add_task("registering assets", total=devices)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(
+            base_url=stack["assetApi"],
+            headers={"x-api-key": stack["assetApiKey"]},
+            timeout=30,
+            limits=limits,
+        ) as assets:
+            await register_assets(assets, fleet, concurrency, lambda: progress.advance(asset_task))
+        allocate_task = progress.add_task("allocating through the webhook", total=devices)
+        params = {"code": stack["functionKey"]} if stack.get("functionKey") else None
+        async with httpx.AsyncClient(timeout=30, limits=limits, params=params) as webhook:
+            return await allocate_all(
+                webhook,
+                stack["allocateUrl"],
+                fleet,
+                concurrency,
+                lambda: progress.advance(allocate_task),
+            )
+
+
+def print_result(console: Console, result: RunResult) -> None:
+    summary = result.summary()
+    table = Table(title=f"{result.devices} devices", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for status, count in summary["statuses"].items():
+        table.add_row(f"HTTP {status}", str(count))
+    for hub, count in summary["hubs"].items():
+        table.add_row(f"hub {hub}", str(count))
+    for role, count in summary["roles"].items():
+        table.add_row(f"role {role}", str(count))
+    for name, value in summary["latencyMs"].items():
+        table.add_row(f"latency {name}", f"{value} ms")
+    table.add_row("allocations/s", str(summary["allocationsPerSecond"]))
+    console.print(table)
+    for failure in summary["failures"]:
+        console.print(f"[red]failed[/red] {failure}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.simulate", description=__doc__)
+    parser.add_argument("--devices", type=int, default=50, help="how many devices (default 50)")
+    parser.add_argument("--concurrency", type=int, default=100, help="requests in flight")
+    parser.add_argument(
+        "--stack", type=Path, default=DEFAULT_DATA_DIR / "stack.json", help="stack.json to use"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    if args.devices < 1 or args.concurrency < 1:
+        parser.error("--devices and --concurrency must be at least 1")
+    console = Console(stderr=args.json)
+    result = asyncio.run(simulate(read_stack(args.stack), args.devices, args.concurrency, console))
+    if args.json:
+        print(json.dumps(result.summary()))
+    else:
+        print_result(console, result)
+    return 0 if result.statuses.get(200, 0) == result.devices else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
