@@ -1,0 +1,83 @@
+"""Command line: `python -m devstack.asset_service --port 7080 --data-dir DIR ...`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from devstack.serving import PortInUse, serve
+
+from .app import create_app
+from .auth import API_KEY_ENV, DEFAULT_API_KEY
+from .problems import Problem
+from .store import DATABASE_FILE, SchemaMismatch
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.asset_service",
+        description="Reference asset-management service (asset API v1) backed by SQLite.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=7080, help="0 picks a free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".devstack/assets"),
+        help=f"directory holding {DATABASE_FILE} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="extend",
+        nargs="+",
+        dest="api_keys",
+        metavar="KEY",
+        help=f"read-write key, repeatable (default: ${API_KEY_ENV}, else {DEFAULT_API_KEY!r})",
+    )
+    parser.add_argument(
+        "--read-only-key",
+        action="extend",
+        nargs="+",
+        dest="read_only_keys",
+        default=[],
+        metavar="KEY",
+        help="key that may only read, repeatable",
+    )
+    parser.add_argument("--no-seed", action="store_true", help="do not seed the demo fleet")
+    parser.add_argument("--ready-file", type=Path, help="write {url, port, pid} here once serving")
+    args = parser.parse_args(argv)
+    if args.api_keys is None:
+        args.api_keys = [os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY]
+    if any(not key for key in (*args.api_keys, *args.read_only_keys)):
+        parser.error("API keys must not be empty")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        app = create_app(
+            args.data_dir,
+            api_keys=args.api_keys,
+            read_only_keys=args.read_only_keys,
+            seed=not args.no_seed,
+        )
+        serve(app, host=args.host, port=args.port, ready_file=args.ready_file)
+    except PortInUse as exc:
+        sys.exit(f"asset service: {exc}")
+    except (OSError, sqlite3.Error, SchemaMismatch) as exc:
+        sys.exit(f"asset service: cannot use data dir {args.data_dir}: {exc}")
+    except Problem as exc:
+        sys.exit(f"asset service: invalid seed data: {exc.detail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""HTTP routes of the asset API: translate requests to AssetService calls and results back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Collection
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .auth import DEFAULT_API_KEY, KeyRing
+from .model import Asset, utc_now
+from .preconditions import Preconditions, parse_entity_tags
+from .problems import Problem
+from .request_body import JSON, MERGE_PATCH_JSON, read_json
+from .seed import load_fleet
+from .service import AssetService, Clock
+from .store import DATABASE_FILE, AssetStore
+from .validation import (
+    parse_asset_body,
+    parse_asset_id,
+    parse_link_request,
+    parse_list_query,
+    reject_read_only,
+)
+
+
+def asset_response(asset: Asset, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(asset.to_json(), status_code=status_code, headers={"ETag": asset.etag})
+
+
+class AssetRoutes:
+    """One method per endpoint; each authorizes first, so nothing leaks to anonymous callers."""
+
+    def __init__(self, service: AssetService, keys: KeyRing) -> None:
+        self._service = service
+        self._keys = keys
+
+    def _asset_id(self, request: Request, *, write: bool) -> str:
+        self._keys.authorize(request.headers, write=write)
+        return parse_asset_id(request.path_params["assetId"])
+
+    async def list_assets(self, request: Request) -> Response:
+        self._keys.authorize(request.headers, write=False)
+        query = parse_list_query(request.query_params.multi_items())
+        page = await asyncio.to_thread(self._service.find, query)
+        return JSONResponse({"items": [a.to_json() for a in page.items], "next": page.next})
+
+    async def asset(self, request: Request) -> Response:
+        """One route per path, so that a 405 lists every method the path allows."""
+        handler = {
+            "GET": self.get_asset,
+            "HEAD": self.get_asset,
+            "PUT": self.put_asset,
+            "PATCH": self.patch_asset,
+        }[request.method]
+        return await handler(request)
+
+    async def get_asset(self, request: Request) -> Response:
+        asset_id = self._asset_id(request, write=False)
+        return asset_response(await asyncio.to_thread(self._service.get, asset_id))
+
+    async def put_asset(self, request: Request) -> Response:
+        asset_id = self._asset_id(request, write=True)
+        conditions = Preconditions(
+            if_match=parse_entity_tags("If-Match", request.headers.get("if-match")),
+            if_none_match=parse_entity_tags("If-None-Match", request.headers.get("if-none-match")),
+        )
+        draft = parse_asset_body(await read_json(request), asset_id)
+        asset, created = await asyncio.to_thread(self._service.put, asset_id, draft, conditions)
+        response = asset_response(asset, 201 if created else 200)
+        if created:
+            response.headers["Location"] = f"/assets/{asset_id}"
+        return response
+
+    async def patch_asset(self, request: Request) -> Response:
+        asset_id = self._asset_id(request, write=True)
+        if_match = parse_entity_tags("If-Match", request.headers.get("if-match"))
+        if if_match is None:
+            raise Problem(
+                428,
+                'PATCH needs If-Match with the ETag of the version you edited, e.g. "3" '
+                f"(GET /assets/{asset_id} returns it)",
+            )
+        patch = reject_read_only(await read_json(request, media_types=(MERGE_PATCH_JSON, JSON)))
+        asset = await asyncio.to_thread(self._service.patch, asset_id, patch, if_match)
+        return asset_response(asset)
+
+    async def link_device(self, request: Request) -> Response:
+        asset_id = self._asset_id(request, write=True)
+        link = parse_link_request(await read_json(request))
+        asset, created = await asyncio.to_thread(self._service.link_device, asset_id, link)
+        return asset_response(asset, 201 if created else 200)
+
+    async def history(self, request: Request) -> Response:
+        asset_id = self._asset_id(request, write=False)
+        events = await asyncio.to_thread(self._service.history, asset_id)
+        return JSONResponse({"items": [event.to_json() for event in events]})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 rendered as problem+json, keeping headers such as Allow."""
+    assert isinstance(exc, HTTPException)
+    detail = {
+        404: f"no route for {request.method} {request.url.path[:200]}",
+        405: f"{request.method} is not allowed here",
+    }.get(exc.status_code, str(exc.detail))
+    return Problem(exc.status_code, detail, headers=exc.headers).response()
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return Problem(500, "the asset service failed; see its log").response()
+
+
+def create_app(
+    data_dir: str | os.PathLike[str],
+    *,
+    api_keys: Collection[str] = (DEFAULT_API_KEY,),
+    read_only_keys: Collection[str] = (),
+    seed: bool = True,
+    clock: Clock = utc_now,
+) -> Starlette:
+    """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app."""
+    if not api_keys:
+        raise ValueError("at least one read-write API key is required")
+    if any(not key for key in (*api_keys, *read_only_keys)):
+        raise ValueError("API keys must not be empty")
+    directory = Path(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    store = AssetStore(directory / DATABASE_FILE)
+    service = AssetService(store, clock)
+    if seed:
+        service.seed(load_fleet())
+    routes = AssetRoutes(service, KeyRing(frozenset(api_keys), frozenset(read_only_keys)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    handlers: dict[Any, Any] = {
+        Problem: _problem,
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/assets", routes.list_assets, methods=["GET"]),
+            Route("/assets/{assetId}", routes.asset, methods=["GET", "PUT", "PATCH"]),
+            Route("/assets/{assetId}/devices", routes.link_device, methods=["POST"]),
+            Route("/assets/{assetId}/history", routes.history, methods=["GET"]),
+        ],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

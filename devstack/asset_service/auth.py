@@ -1,0 +1,52 @@
+"""API keys: `x-api-key` or `Authorization: Bearer`; read-only keys may only read."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+
+from .problems import Problem
+
+DEFAULT_API_KEY = "devstack-asset-key"
+API_KEY_ENV = "DEVSTACK_ASSET_API_KEY"
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key from x-api-key, else from a Bearer authorization; None when neither is sent."""
+    key = headers.get("x-api-key")
+    if key is not None:
+        return key
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+def _known(key: str, keys: Collection[str]) -> bool:
+    # Compare against every key, in constant time each, so timing reveals nothing.
+    found = False
+    for candidate in keys:
+        found |= hmac.compare_digest(key.encode(), candidate.encode())
+    return found
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    write_keys: frozenset[str]
+    read_only_keys: frozenset[str] = frozenset()
+
+    def authorize(self, headers: Headers, *, write: bool) -> None:
+        """Raise 401 for a missing or unknown key, 403 for a read-only key on a write."""
+        key = presented_key(headers)
+        if key is None or not (_known(key, self.write_keys) or _known(key, self.read_only_keys)):
+            detail = (
+                "an API key is required: send x-api-key or Authorization: Bearer"
+                if key is None
+                else "the API key is not valid"
+            )
+            raise Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
+        if write and not _known(key, self.write_keys):
+            raise Problem(403, "this API key is read-only; writes need a read-write key")

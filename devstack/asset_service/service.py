@@ -1,0 +1,291 @@
+"""The asset operations: each one a single atomic transaction that decides, writes and records."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import problems
+from .merge_patch import apply_merge_patch
+from .model import (
+    Asset,
+    AssetDraft,
+    AssetStatus,
+    EventType,
+    HistoryEvent,
+    ProvisioningStatus,
+    ReplacementTerms,
+    format_timestamp,
+)
+from .preconditions import EntityTags, Preconditions
+from .problems import Problem
+from .store import AssetStore, Transaction
+from .validation import LinkRequest, ListQuery, parse_asset_body
+
+Clock = Callable[[], datetime]
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    items: list[Asset]
+    next: str | None
+
+
+def _stale(asset_id: str, sent: str, current: Asset | None) -> Problem:
+    if current is None:
+        detail = f"If-Match {sent} cannot match: asset {asset_id} does not exist"
+    else:
+        detail = (
+            f"If-Match {sent} does not match asset {asset_id}: its current version is "
+            f"{current.version} (ETag {current.etag})"
+        )
+    return Problem(
+        412,
+        detail,
+        type_=problems.VERSION_MISMATCH,
+        title="Version mismatch",
+        extensions={"currentVersion": None if current is None else current.version},
+    )
+
+
+class AssetService:
+    """Rules of the asset API over an AssetStore; raises Problem for every refusal."""
+
+    def __init__(self, store: AssetStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock())
+
+    def get(self, asset_id: str) -> Asset:
+        with self._store.transaction(write=False) as tx:
+            asset = tx.get(asset_id)
+        if asset is None:
+            raise problems.not_found(asset_id)
+        return asset
+
+    def find(self, query: ListQuery) -> Page:
+        with self._store.transaction(write=False) as tx:
+            rows = tx.find(query)
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            return Page(items=rows, next=rows[-1].asset_id)
+        return Page(items=rows, next=None)
+
+    def history(self, asset_id: str) -> list[HistoryEvent]:
+        with self._store.transaction(write=False) as tx:
+            if tx.get(asset_id) is None:
+                raise problems.not_found(asset_id)
+            return tx.history(asset_id)
+
+    def put(
+        self, asset_id: str, draft: AssetDraft, conditions: Preconditions
+    ) -> tuple[Asset, bool]:
+        """Create (True) or replace (False) the asset; a replace with equal content is a no-op."""
+        with self._store.transaction(write=True) as tx:
+            current = tx.get(asset_id)
+            if conditions.if_match is not None and (
+                current is None or not conditions.if_match.strong_match(current.version)
+            ):
+                raise _stale(asset_id, conditions.if_match.describe(), current)
+            if (
+                conditions.if_none_match is not None
+                and current is not None
+                and conditions.if_none_match.weak_match(current.version)
+            ):
+                raise Problem(
+                    412,
+                    f"asset {asset_id} already exists (version {current.version}) and "
+                    f"If-None-Match is {conditions.if_none_match.describe()}",
+                    type_=problems.ASSET_EXISTS,
+                    title="Asset exists",
+                    extensions={"currentVersion": current.version},
+                )
+            return self._write(tx, asset_id, draft, current), current is None
+
+    def patch(self, asset_id: str, patch: dict[str, Any], if_match: EntityTags) -> Asset:
+        """Apply a merge patch the caller already checked for read-only members."""
+        with self._store.transaction(write=True) as tx:
+            current = tx.get(asset_id)
+            if current is None:
+                raise problems.not_found(asset_id)
+            if not if_match.strong_match(current.version):
+                raise _stale(asset_id, if_match.describe(), current)
+            merged = apply_merge_patch(current.to_json(), patch)
+            draft = parse_asset_body(merged, asset_id)
+            return self._write(tx, asset_id, draft, current)
+
+    def _write(
+        self, tx: Transaction, asset_id: str, draft: AssetDraft, current: Asset | None
+    ) -> Asset:
+        if current is not None and current.draft.same_content(draft):
+            return current
+        owner = tx.asset_with_serial(draft.serial_number)
+        if owner is not None and owner != asset_id:
+            raise Problem(
+                409,
+                f"serialNumber {draft.serial_number} already belongs to asset {owner}",
+                type_=problems.SERIAL_CONFLICT,
+                title="Serial number in use",
+                extensions={"field": "serialNumber", "assetId": owner},
+            )
+        if draft.device_id is not None:
+            self._ensure_device_free(tx, asset_id, draft.device_id)
+        now = self._now()
+        approved_at = current.replacement_approved_at if current is not None else None
+        newly_approved = draft.replacement is not None and (
+            current is None or current.draft.replacement != draft.replacement
+        )
+        if newly_approved:
+            approved_at = now
+        elif draft.replacement is None:
+            approved_at = None
+        asset = Asset(
+            asset_id=asset_id,
+            draft=draft,
+            version=1 if current is None else current.version + 1,
+            updated_at=now,
+            replacement_approved_at=approved_at,
+        )
+        tx.save(asset)
+        if current is None:
+            tx.append_event(
+                asset,
+                EventType.CREATED,
+                now,
+                {"serialNumber": draft.serial_number, "deviceId": draft.device_id},
+            )
+        if newly_approved and draft.replacement is not None:
+            tx.append_event(asset, EventType.REPLACEMENT_APPROVED, now, draft.replacement.to_json())
+        return asset
+
+    def _ensure_device_free(self, tx: Transaction, asset_id: str, device_id: str) -> None:
+        owner = tx.asset_with_device(device_id)
+        if owner is not None and owner != asset_id:
+            raise Problem(
+                409,
+                f"device {device_id} is already linked to asset {owner}",
+                type_=problems.DEVICE_CONFLICT,
+                title="Device linked elsewhere",
+                extensions={"deviceId": device_id, "assetId": owner},
+            )
+
+    def link_device(self, asset_id: str, request: LinkRequest) -> tuple[Asset, bool]:
+        """Link (True) or find already linked (False); replaces only an approved old device."""
+        with self._store.transaction(write=True) as tx:
+            current = tx.get(asset_id)
+            if current is None:
+                raise problems.not_found(asset_id)
+            if current.draft.device_id == request.device_id:
+                return current, False
+            if current.draft.status is AssetStatus.RETIRED:
+                raise Problem(
+                    409,
+                    f"asset {asset_id} is retired; no device can be linked to it",
+                    type_=problems.ASSET_RETIRED,
+                    title="Asset retired",
+                )
+            self._ensure_device_free(tx, asset_id, request.device_id)
+            now = self._now()
+            linked = current.draft.device_id
+            if linked is None:
+                status = current.draft.status
+                asset = self._relinked(current, request.device_id, now)
+                if status is AssetStatus.PLANNED:
+                    asset = dataclasses.replace(
+                        asset, draft=dataclasses.replace(asset.draft, status=AssetStatus.ACTIVE)
+                    )
+                tx.save(asset)
+                tx.append_event(
+                    asset,
+                    EventType.DEVICE_LINKED,
+                    now,
+                    {
+                        "deviceId": request.device_id,
+                        "registrationId": request.registration_id,
+                        "thumbprint": request.thumbprint,
+                    },
+                )
+                return asset, True
+            terms = self._approved_replacement(current, request, linked)
+            asset = self._relinked(current, request.device_id, now)
+            asset = dataclasses.replace(
+                asset,
+                draft=dataclasses.replace(asset.draft, status=AssetStatus.ACTIVE, replacement=None),
+                replacement_approved_at=None,
+            )
+            tx.save(asset)
+            tx.append_event(
+                asset,
+                EventType.DEVICE_REPLACED,
+                now,
+                {
+                    "oldDeviceId": linked,
+                    "newDeviceId": request.device_id,
+                    "registrationId": request.registration_id,
+                    "thumbprint": request.thumbprint,
+                    "reason": request.reason or terms.reason,
+                },
+            )
+            return asset, True
+
+    @staticmethod
+    def _relinked(current: Asset, device_id: str, now: str) -> Asset:
+        return dataclasses.replace(
+            current,
+            draft=dataclasses.replace(
+                current.draft,
+                device_id=device_id,
+                provisioning_status=ProvisioningStatus.PROVISIONED,
+            ),
+            version=current.version + 1,
+            updated_at=now,
+        )
+
+    @staticmethod
+    def _approved_replacement(
+        current: Asset, request: LinkRequest, linked: str
+    ) -> ReplacementTerms:
+        """Device payloads are not attested: only an approval recorded here allows a swap."""
+        asset_id = current.asset_id
+        terms = current.draft.replacement
+        if request.replacement_for is None:
+            reason = (
+                f"asset {asset_id} is already linked to device {linked}; replacing it needs "
+                f"replacementFor={linked} and an approved replacement"
+            )
+        elif request.replacement_for != linked:
+            reason = (
+                f"replacementFor {request.replacement_for} is not the device linked to asset "
+                f"{asset_id} (device {linked} is)"
+            )
+        elif (
+            current.draft.status is AssetStatus.PENDING_REPLACEMENT
+            and terms is not None
+            and terms.old_device_id == linked
+        ):
+            return terms
+        else:
+            reason = (
+                f"asset {asset_id} is linked to device {linked} and has no approved "
+                f"replacement for it (status {current.draft.status.value})"
+            )
+        raise Problem(
+            409,
+            reason,
+            type_=problems.DEVICE_CONFLICT,
+            title="Another device is linked",
+            extensions={"linkedDeviceId": linked},
+        )
+
+    def seed(self, fleet: Sequence[tuple[str, AssetDraft]]) -> int:
+        """Create the demo fleet when the database holds no asset; returns how many were made."""
+        with self._store.transaction(write=True) as tx:
+            if tx.count() > 0:
+                return 0
+            for asset_id, draft in fleet:
+                self._write(tx, asset_id, draft, None)
+        return len(fleet)

@@ -1,0 +1,282 @@
+"""Turn untrusted JSON and query strings into validated values; every 400 names its field."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from .model import (
+    AssetDraft,
+    AssetStatus,
+    JsonObject,
+    ProvisioningStatus,
+    ReplacementTerms,
+    canonical_json,
+)
+from .problems import invalid
+
+E = TypeVar("E", bound=StrEnum)
+
+ASSET_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+ASSET_TYPE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# IoT Hub device ids: ASCII alphanumerics plus - . % _ * ? ! ( ) , : = @ $ '
+DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
+# DPS registration ids: alphanumerics plus - . _ :
+REGISTRATION_ID_PATTERN = re.compile(r"[A-Za-z0-9\-._:]{1,128}")
+THUMBPRINT_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
+
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+MAX_REASON_CHARS = 1024
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+READ_ONLY_FIELDS = ("assetId", "version", "updatedAt", "deviceId")
+# Server-stamped members a client may echo back from a GET; their values are ignored.
+IGNORED_FIELDS = ("version", "updatedAt")
+ASSET_FIELDS = (
+    "assetId",
+    "serialNumber",
+    "assetType",
+    "location",
+    "status",
+    "deviceId",
+    "provisioningStatus",
+    "replacement",
+    "attributes",
+    *IGNORED_FIELDS,
+)
+REPLACEMENT_FIELDS = ("oldDeviceId", "approvedSerial", "reason", "approvedAt")
+LINK_FIELDS = ("deviceId", "registrationId", "thumbprint", "replacementFor", "reason")
+LIST_PARAMETERS = ("deviceId", "serialNumber", "location", "limit", "after")
+# A merge patch may null these out only where the API has a meaning for "absent".
+REMOVABLE_BY_PATCH = ("attributes", "replacement")
+
+
+def shorten(name: str) -> str:
+    """Bound a client-chosen name before it goes into an error message."""
+    return name if len(name) <= 64 else name[:64] + "..."
+
+
+def parse_asset_id(raw: str, field: str = "assetId") -> str:
+    """Ids become URL segments and log lines, so only a small, safe alphabet is accepted."""
+    if not ASSET_ID_PATTERN.fullmatch(raw):
+        raise invalid(
+            field,
+            "must be 1 to 128 characters: a letter or digit, then letters, digits or . _ : -",
+        )
+    return raw
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _asset_type(value: Any) -> str:
+    if not isinstance(value, str) or not ASSET_TYPE_PATTERN.fullmatch(value):
+        raise invalid("assetType", "must be 1 to 64 ASCII letters, digits or . _ -")
+    return value
+
+
+def _serial(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not value.isprintable():
+        raise invalid(field, "must be a string of 1 to 128 printable characters")
+    return value
+
+
+def _device_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not DEVICE_ID_PATTERN.fullmatch(value):
+        raise invalid(
+            field,
+            "must be 1 to 128 ASCII letters, digits or - . % _ * ? ! ( ) , : = @ $ '",
+        )
+    return value
+
+
+def _text(value: Any, field: str, max_chars: int) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
+        raise invalid(field, f"must be a string of 1 to {max_chars} characters")
+    if _has_control_chars(value):
+        raise invalid(field, "must not contain control characters")
+    return value
+
+
+def _reject_unknown(body: Mapping[str, Any], known: Iterable[str], prefix: str = "") -> None:
+    allowed = set(known)
+    for key in body:
+        if key not in allowed:
+            raise invalid(f"{prefix}{shorten(key)}", "is not a known field")
+
+
+def _require_object(value: Any, field: str) -> JsonObject:
+    if not isinstance(value, dict):
+        raise invalid(field, "must be a JSON object")
+    return value
+
+
+def _attributes(value: Any) -> JsonObject:
+    attributes = _require_object(value, "attributes")
+    if len(canonical_json(attributes).encode()) > MAX_ATTRIBUTES_BYTES:
+        raise invalid("attributes", f"must serialize to at most {MAX_ATTRIBUTES_BYTES} bytes")
+    return attributes
+
+
+def _replacement(value: Any) -> ReplacementTerms:
+    body = _require_object(value, "replacement")
+    _reject_unknown(body, REPLACEMENT_FIELDS, "replacement.")
+    if "oldDeviceId" not in body:
+        raise invalid("replacement.oldDeviceId", "is required")
+    if "reason" not in body:
+        raise invalid("replacement.reason", "is required")
+    serial = body.get("approvedSerial")
+    return ReplacementTerms(
+        old_device_id=_device_id(body["oldDeviceId"], "replacement.oldDeviceId"),
+        reason=_text(body["reason"], "replacement.reason", MAX_REASON_CHARS),
+        approved_serial=None if serial is None else _serial(serial, "replacement.approvedSerial"),
+    )
+
+
+def _enum(kind: type[E], value: Any, field: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise invalid(field, f"must be one of: {allowed}") from None
+
+
+def parse_asset_body(body: Any, asset_id: str) -> AssetDraft:
+    """Validate a PUT body, or the document a merge patch produced; absent means default."""
+    body = _require_object(body, "body")
+    _reject_unknown(body, ASSET_FIELDS)
+    if "assetId" in body and body["assetId"] != asset_id:
+        raise invalid("assetId", "in the body must equal the assetId in the path")
+    for key in ("serialNumber", "assetType", "location"):
+        if key not in body:
+            raise invalid(key, "is required")
+    device_id = body.get("deviceId")
+    raw_replacement = body.get("replacement")
+    draft = AssetDraft(
+        serial_number=_serial(body["serialNumber"], "serialNumber"),
+        asset_type=_asset_type(body["assetType"]),
+        location=_text(body["location"], "location", 256),
+        status=_enum(AssetStatus, body.get("status", AssetStatus.PLANNED.value), "status"),
+        device_id=None if device_id is None else _device_id(device_id, "deviceId"),
+        provisioning_status=_enum(
+            ProvisioningStatus,
+            body.get("provisioningStatus", ProvisioningStatus.NOT_PROVISIONED.value),
+            "provisioningStatus",
+        ),
+        replacement=None if raw_replacement is None else _replacement(raw_replacement),
+        attributes=_attributes(body.get("attributes", {})),
+    )
+    _check_replacement_consistency(draft)
+    return draft
+
+
+def _check_replacement_consistency(draft: AssetDraft) -> None:
+    """A replacement approval only makes sense for the device the asset has right now."""
+    pending = draft.status is AssetStatus.PENDING_REPLACEMENT
+    if pending and draft.replacement is None:
+        raise invalid("replacement", "is required when status is pendingReplacement")
+    if not pending and draft.replacement is not None:
+        raise invalid("replacement", "must be null unless status is pendingReplacement")
+    if draft.replacement is not None and draft.replacement.old_device_id != draft.device_id:
+        linked = "no device" if draft.device_id is None else f"device {draft.device_id}"
+        raise invalid(
+            "replacement.oldDeviceId",
+            f"must be the device linked to the asset (it has {linked})",
+        )
+
+
+def reject_read_only(body: Any) -> JsonObject:
+    """A merge patch must be an object and must not touch server-owned members."""
+    patch = _require_object(body, "body")
+    for key in READ_ONLY_FIELDS:
+        if key in patch:
+            hint = (
+                " (link devices with POST /assets/{assetId}/devices)" if key == "deviceId" else ""
+            )
+            raise invalid(key, f"is read-only and cannot be patched{hint}")
+    for key, value in patch.items():
+        if value is None and key in ASSET_FIELDS and key not in REMOVABLE_BY_PATCH:
+            raise invalid(key, "cannot be removed (a merge patch null deletes the member)")
+    return patch
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    device_id: str
+    registration_id: str
+    thumbprint: str | None = None
+    replacement_for: str | None = None
+    reason: str | None = None
+
+
+def parse_link_request(body: Any) -> LinkRequest:
+    body = _require_object(body, "body")
+    _reject_unknown(body, LINK_FIELDS)
+    for key in ("deviceId", "registrationId"):
+        if key not in body:
+            raise invalid(key, "is required")
+    registration_id = body["registrationId"]
+    if not isinstance(registration_id, str) or not REGISTRATION_ID_PATTERN.fullmatch(
+        registration_id
+    ):
+        raise invalid("registrationId", "must be 1 to 128 ASCII letters, digits or - . _ :")
+    thumbprint = body.get("thumbprint")
+    if thumbprint is not None and (
+        not isinstance(thumbprint, str) or not THUMBPRINT_PATTERN.fullmatch(thumbprint)
+    ):
+        raise invalid("thumbprint", "must be null or 1 to 128 visible ASCII characters")
+    replacement_for = body.get("replacementFor")
+    reason = body.get("reason")
+    return LinkRequest(
+        device_id=_device_id(body["deviceId"], "deviceId"),
+        registration_id=registration_id,
+        thumbprint=thumbprint,
+        replacement_for=None
+        if replacement_for is None
+        else _device_id(replacement_for, "replacementFor"),
+        reason=None if reason is None else _text(reason, "reason", MAX_REASON_CHARS),
+    )
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    device_id: str | None = None
+    serial_number: str | None = None
+    location_prefix: str | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+
+
+def parse_list_query(pairs: Iterable[tuple[str, str]]) -> ListQuery:
+    """Strict on purpose: a misspelt filter must fail loudly, not silently list everything."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in LIST_PARAMETERS:
+            allowed = ", ".join(LIST_PARAMETERS)
+            raise invalid(shorten(name), f"is not a known query parameter (use {allowed})")
+        if name in values:
+            raise invalid(name, "must be given at most once")
+        values[name] = value
+    limit = DEFAULT_PAGE_SIZE
+    if "limit" in values:
+        raw = values["limit"]
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+            raise invalid("limit", f"must be an integer from 1 to {MAX_PAGE_SIZE}")
+        limit = int(raw)
+    device_id = values.get("deviceId")
+    serial = values.get("serialNumber")
+    location = values.get("location")
+    after = values.get("after")
+    return ListQuery(
+        device_id=None if device_id is None else _device_id(device_id, "deviceId"),
+        serial_number=None if serial is None else _serial(serial, "serialNumber"),
+        location_prefix=None if location is None else _text(location, "location", 256),
+        limit=limit,
+        after=None if after is None else parse_asset_id(after, "after"),
+    )

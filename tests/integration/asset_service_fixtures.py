@@ -1,0 +1,60 @@
+"""Run the reference asset service as a real child process, for any integration test.
+
+Import the fixtures into a test module (`from tests.integration.asset_service_fixtures import
+asset_service`); each module gets its own service on a free port with its own data dir.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from devstack.processes import Child, start_child, stop_children, wait_ready
+
+ASSET_SERVICE_MODULE = "devstack.asset_service"
+WRITE_KEY = "it-asset-write-key"
+READ_ONLY_KEY = "it-asset-read-key"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_asset_service(
+    run_dir: Path,
+    data_dir: Path,
+    *,
+    name: str = "asset-service",
+    extra_args: Sequence[str] = (),
+) -> Child:
+    """Start on 127.0.0.1 port 0 with WRITE_KEY and READ_ONLY_KEY; return once it serves."""
+    child = start_child(
+        name,
+        ASSET_SERVICE_MODULE,
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--api-key",
+            WRITE_KEY,
+            "--read-only-key",
+            READ_ONLY_KEY,
+            *extra_args,
+        ],
+        run_dir=run_dir,
+        cwd=REPO_ROOT,
+    )
+    return wait_ready(child)
+
+
+@pytest.fixture(scope="module")
+def asset_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Child]:
+    """A seeded asset service shared by one test module."""
+    base = tmp_path_factory.mktemp("asset-service")
+    child = start_asset_service(base / "run", base / "data")
+    try:
+        yield child
+    finally:
+        stop_children([child])
