@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,9 @@ from allocation.errors import (
 from allocation.identity import DeviceIdentity, IdentitySource, Sourced
 
 _X509 = "deviceRuntimeContext.x509"
+_REGISTRATION_ID = "deviceRuntimeContext.registrationId"
 _CERTIFICATE_KEYS = ("clientCertificate", "certificate")
+# The device's own certificate info; `signingCertificateInfo` describes the CA and is ignored.
 _INFO_KEYS = ("clientCertificateInfo", "certificateInfo")
 # DPS's X509CertificateInfo names first, then the .NET X509Certificate2 names.
 _INFO_FIELDS: dict[str, tuple[str, ...]] = {
@@ -43,28 +45,24 @@ _INFO_FIELDS: dict[str, tuple[str, ...]] = {
     "sha256": ("sha256Thumbprint",),
     "not_before": ("notBeforeUtc", "notBefore"),
     "not_after": ("notAfterUtc", "notAfter"),
-    "serial": ("serialNumber",),
+    "certificate_serial": ("serialNumber",),
 }
-_PRINTABLE_SERIAL = re.compile(r"^[\x20-\x7E]{1,128}$")
+_PRINTABLE_SERIAL = re.compile(r"[\x20-\x7E]{1,128}")
 _NAME_OVERRIDES = {NameOID.SERIAL_NUMBER: "SERIALNUMBER"}
 
 
 @dataclass(frozen=True)
 class _Facts:
-    """What one source says; None where it is silent."""
+    """What one source says, and the JSON path of the key that said each thing."""
 
     source: IdentitySource
-    path: str
-    common_name: str | None = None
-    subject_serial_number: str | None = None
-    organization: str | None = None
-    organizational_units: tuple[str, ...] | None = None
-    issuer: str | None = None
-    certificate_serial: str | None = None
-    sha1: str | None = None
-    sha256: str | None = None
-    not_before: datetime | None = None
-    not_after: datetime | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def put(self, name: str, value: Any, path: str) -> None:
+        if value is not None:
+            self.values[name] = value
+            self.paths[name] = path
 
 
 def read_identity(
@@ -75,34 +73,35 @@ def read_identity(
     clock_skew: timedelta,
 ) -> DeviceIdentity:
     """Build the identity; raise an AttestationError naming the field when it does not hold."""
-    certificate: _Facts | None = None
-    info: _Facts | None = None
+    certificate = info = None
     if context.x509 is not None:
         certificate = _certificate_facts(context.x509)
         info = _info_facts(context.x509)
     if certificate and info:
         _check_thumbprints(certificate, info)
-
     sources = [facts for facts in (certificate, info) if facts is not None]
-    paths = {facts.source: facts.path for facts in sources}
-    paths[IdentitySource.REGISTRATION_ID] = "deviceRuntimeContext.registrationId"
 
-    def pick(attribute: str) -> Sourced[Any] | None:
+    def pick(name: str) -> tuple[Sourced[Any], str] | None:
         for facts in sources:
-            value = getattr(facts, attribute)
-            if value is not None:
-                return Sourced(value, facts.source)
+            if name in facts.values:
+                return Sourced(facts.values[name], facts.source), facts.paths[name]
         return None
 
+    def value(name: str) -> Sourced[Any] | None:
+        found = pick(name)
+        return found[0] if found else None
+
     registration_id = context.registration_id
-    common_name = pick("common_name") or Sourced(registration_id, IdentitySource.REGISTRATION_ID)
+    common_name, cn_path = pick("common_name") or (
+        Sourced(registration_id, IdentitySource.REGISTRATION_ID),
+        _REGISTRATION_ID,
+    )
     if common_name.value.casefold() != registration_id.casefold():
         raise CommonNameMismatch(
-            paths[common_name.source],
+            cn_path,
             f"subject CN {common_name.value!r} does not match registrationId {registration_id!r}",
         )
-    not_before, not_after = pick("not_before"), pick("not_after")
-    _check_validity(not_before, not_after, paths, now=now, clock_skew=clock_skew)
+    _check_validity(pick("not_before"), pick("not_after"), now=now, clock_skew=clock_skew)
 
     # Group enrollments: the device id is the registration id. Individual ones may name it.
     device_id = (
@@ -115,41 +114,41 @@ def read_identity(
         device_id=device_id,
         attestation_kind=context.attestation_kind,
         common_name=common_name,
-        subject_serial_number=pick("subject_serial_number"),
-        organization=pick("organization"),
-        organizational_units=pick("organizational_units"),
-        issuer=pick("issuer"),
-        certificate_serial=pick("certificate_serial"),
-        sha1_thumbprint=pick("sha1"),
-        sha256_thumbprint=pick("sha256"),
-        not_before=not_before,
-        not_after=not_after,
+        subject_serial_number=value("subject_serial_number"),
+        organization=value("organization"),
+        organizational_units=value("organizational_units"),
+        issuer=value("issuer"),
+        certificate_serial=value("certificate_serial"),
+        sha1_thumbprint=value("sha1"),
+        sha256_thumbprint=value("sha256"),
+        not_before=value("not_before"),
+        not_after=value("not_after"),
     )
 
 
 def _certificate_facts(x509_section: Mapping[str, Any]) -> _Facts | None:
     key, text = _first_present(x509_section, _CERTIFICATE_KEYS)
-    if key is None:
+    if key is None or text is None:
         return None
-    field = f"{_X509}.{key}"
+    path = f"{_X509}.{key}"
     if not isinstance(text, str) or not text.strip():
-        raise CertificateUnreadable(field, "must be a base64 DER or PEM certificate string")
-    certificate = load_certificate(text, field)
-    cn, serial, organization, units = _subject_facts(certificate.subject, f"{field} subject")
-    return _Facts(
-        source=IdentitySource.CERTIFICATE,
-        path=field,
-        common_name=cn,
-        subject_serial_number=serial,
-        organization=organization,
-        organizational_units=units,
-        issuer=certificate.issuer.rfc4514_string(_NAME_OVERRIDES),
-        certificate_serial=format(certificate.serial_number, "X"),
-        sha1=certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - identifier, not security
-        sha256=certificate.fingerprint(hashes.SHA256()).hex().upper(),
-        not_before=certificate.not_valid_before_utc,
-        not_after=certificate.not_valid_after_utc,
-    )
+        raise CertificateUnreadable(path, "must be a base64 DER or PEM certificate string")
+    certificate = load_certificate(text, path)
+    facts = _Facts(IdentitySource.CERTIFICATE)
+    try:
+        # cryptography parses names lazily: a malformed subject surfaces only here.
+        subject, issuer = certificate.subject, certificate.issuer
+        issuer_text = issuer.rfc4514_string(_NAME_OVERRIDES)
+    except ValueError as exc:
+        raise CertificateUnreadable(path, "has a subject or issuer that does not parse") from exc
+    _put_subject(facts, subject, path)
+    facts.put("issuer", issuer_text, path)
+    facts.put("certificate_serial", format(certificate.serial_number, "X"), path)
+    facts.put("sha1", certificate.fingerprint(hashes.SHA1()).hex().upper(), path)  # noqa: S303 - an identifier
+    facts.put("sha256", certificate.fingerprint(hashes.SHA256()).hex().upper(), path)
+    facts.put("not_before", certificate.not_valid_before_utc, path)
+    facts.put("not_after", certificate.not_valid_after_utc, path)
+    return facts
 
 
 def load_certificate(text: str, field: str) -> x509.Certificate:
@@ -168,65 +167,62 @@ def load_certificate(text: str, field: str) -> x509.Certificate:
 
 def _info_facts(x509_section: Mapping[str, Any]) -> _Facts | None:
     key, nested = _first_present(x509_section, _INFO_KEYS)
-    if key is not None:
+    if key is not None and nested is not None:
         if not isinstance(nested, Mapping):
             raise AttestationError(f"{_X509}.{key}", "must be an object")
-        info, path = nested, f"{_X509}.{key}"
+        info, base = nested, f"{_X509}.{key}"
     else:
-        info, path = x509_section, _X509
-    values = {name: _first_present(info, aliases) for name, aliases in _INFO_FIELDS.items()}
-    if all(found is None for found, _ in values.values()):
+        info, base = x509_section, _X509
+
+    texts: dict[str, tuple[str, str]] = {}
+    for name, aliases in _INFO_FIELDS.items():
+        found, value = _first_present(info, aliases)
+        if found is None or value is None:
+            continue
+        if not isinstance(value, str):
+            raise AttestationError(f"{base}.{found}", "must be a string")
+        texts[name] = (f"{base}.{found}", value)
+    if not texts:
         return None
 
-    def text(name: str) -> tuple[str, str] | None:
-        found, value = values[name]
-        if found is None or value is None:
-            return None
-        if not isinstance(value, str):
-            raise AttestationError(f"{path}.{found}", "must be a string")
-        return f"{path}.{found}", value
+    facts = _Facts(IdentitySource.CERTIFICATE_INFO)
+    if "subject" in texts:
+        path, text = texts["subject"]
+        _put_subject(facts, _parse_dn(path, text), path)
+    if "issuer" in texts:
+        path, text = texts["issuer"]
+        facts.put("issuer", _parse_dn(path, text).rfc4514_string(_NAME_OVERRIDES), path)
+    for name in ("sha1", "sha256", "certificate_serial"):
+        if name in texts:
+            path, text = texts[name]
+            facts.put(
+                name, _hex(path, text, strip_leading_zeros=name == "certificate_serial"), path
+            )
+    for name in ("not_before", "not_after"):
+        if name in texts:
+            path, text = texts[name]
+            facts.put(name, _timestamp(path, text), path)
+    return facts
 
-    cn = serial = organization = None
-    units: tuple[str, ...] | None = None
-    issuer = None
-    if subject := text("subject"):
-        cn, serial, organization, units = _subject_facts(_parse_dn(*subject), subject[0])
-    if issuer_text := text("issuer"):
-        issuer = _parse_dn(*issuer_text).rfc4514_string(_NAME_OVERRIDES)
-    sha1, sha256, cert_serial = text("sha1"), text("sha256"), text("serial")
-    return _Facts(
-        source=IdentitySource.CERTIFICATE_INFO,
-        path=path,
-        common_name=cn,
-        subject_serial_number=serial,
-        organization=organization,
-        organizational_units=units,
-        issuer=issuer,
-        certificate_serial=_normalize_hex(*cert_serial) if cert_serial else None,
-        sha1=_normalize_hex(*sha1) if sha1 else None,
-        sha256=_normalize_hex(*sha256) if sha256 else None,
-        not_before=_timestamp(*found) if (found := text("not_before")) else None,
-        not_after=_timestamp(*found) if (found := text("not_after")) else None,
+
+def _put_subject(facts: _Facts, name: x509.Name, path: str) -> None:
+    facts.put("common_name", _single(name, NameOID.COMMON_NAME, path, "common names"), path)
+    serial = _single(name, NameOID.SERIAL_NUMBER, path, "serialNumber attributes")
+    if serial is not None and not _PRINTABLE_SERIAL.fullmatch(serial):
+        raise AttestationError(path, "subject serialNumber must be 1-128 printable ASCII chars")
+    facts.put("subject_serial_number", serial, path)
+    organization = _single(name, NameOID.ORGANIZATION_NAME, path, "organization names")
+    facts.put("organization", organization, path)
+    facts.put(
+        "organizational_units", tuple(_values(name, NameOID.ORGANIZATIONAL_UNIT_NAME)) or None, path
     )
 
 
-def _subject_facts(
-    name: x509.Name, field: str
-) -> tuple[str | None, str | None, str | None, tuple[str, ...] | None]:
-    cn = _single(name, NameOID.COMMON_NAME, field, "common names")
-    serial = _single(name, NameOID.SERIAL_NUMBER, field, "serialNumber attributes")
-    if serial is not None and not _PRINTABLE_SERIAL.fullmatch(serial):
-        raise AttestationError(field, "subject serialNumber must be 1-128 printable ASCII chars")
-    organization = _single(name, NameOID.ORGANIZATION_NAME, field, "organization names")
-    units = tuple(_values(name, NameOID.ORGANIZATIONAL_UNIT_NAME)) or None
-    return cn, serial, organization, units
-
-
-def _single(name: x509.Name, oid: x509.ObjectIdentifier, field: str, what: str) -> str | None:
-    """Two different CNs (or serials) would let a certificate match more than one device."""
+def _single(name: x509.Name, oid: x509.ObjectIdentifier, path: str, what: str) -> str | None:
+    """Two different CNs (or serials) would let one certificate match more than one device."""
     distinct = list(dict.fromkeys(_values(name, oid)))
     if len(distinct) > 1:
-        raise AmbiguousSubject(field, f"subject has {len(distinct)} different {what}")
+        raise AmbiguousSubject(path, f"subject has {len(distinct)} different {what}")
     return distinct[0] if distinct else None
 
 
@@ -237,56 +233,53 @@ def _values(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
     ]
 
 
-def _parse_dn(field: str, text: str) -> x509.Name:
+def _parse_dn(path: str, text: str) -> x509.Name:
     try:
         return parse_distinguished_name(text)
     except DistinguishedNameError as exc:
-        raise AttestationError(field, f"is not a distinguished name: {exc}") from exc
+        raise AttestationError(path, f"is not a distinguished name: {exc}") from exc
 
 
-def _normalize_hex(field: str, value: str) -> str:
+def _hex(path: str, value: str, *, strip_leading_zeros: bool) -> str:
     digits = re.sub(r"[\s:]", "", value).upper()
     if not digits or len(digits) > 128 or not re.fullmatch(r"[0-9A-F]+", digits):
-        raise AttestationError(field, "must be hexadecimal")
-    return digits
+        raise AttestationError(path, "must be hexadecimal")
+    # .NET prints serials with a leading 00 where the DER integer has one; ours never does.
+    return (digits.lstrip("0") or "0") if strip_leading_zeros else digits
 
 
-def _timestamp(field: str, value: str) -> datetime:
+def _timestamp(path: str, value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise AttestationError(field, "must be an ISO 8601 timestamp") from exc
+        raise AttestationError(path, "must be an ISO 8601 timestamp") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _check_thumbprints(certificate: _Facts, info: _Facts) -> None:
-    for name, given, computed in (
-        ("sha1Thumbprint", info.sha1, certificate.sha1),
-        ("sha256Thumbprint", info.sha256, certificate.sha256),
-    ):
-        if given is not None and given != computed:
+    for name in ("sha1", "sha256"):
+        given = info.values.get(name)
+        if given is not None and given != certificate.values[name]:
             raise ThumbprintMismatch(
-                f"{info.path}.{name}", "does not match the thumbprint of the client certificate"
+                info.paths[name], "does not match the thumbprint of the client certificate"
             )
 
 
 def _check_validity(
-    not_before: Sourced[datetime] | None,
-    not_after: Sourced[datetime] | None,
-    paths: Mapping[IdentitySource, str],
+    not_before: tuple[Sourced[datetime], str] | None,
+    not_after: tuple[Sourced[datetime], str] | None,
     *,
     now: datetime,
     clock_skew: timedelta,
 ) -> None:
-    if not_after is not None and now > not_after.value + clock_skew:
+    # Shift `now`, never the certificate's dates: 9999-12-31 means "no expiry" (RFC 5280).
+    if not_after is not None and now - clock_skew > not_after[0].value:
         raise CertificateExpired(
-            paths[not_after.source],
-            f"certificate expired at {not_after.value.isoformat()}",
+            not_after[1], f"certificate expired at {not_after[0].value.isoformat()}"
         )
-    if not_before is not None and now < not_before.value - clock_skew:
+    if not_before is not None and now + clock_skew < not_before[0].value:
         raise CertificateNotYetValid(
-            paths[not_before.source],
-            f"certificate is not valid before {not_before.value.isoformat()}",
+            not_before[1], f"certificate is not valid before {not_before[0].value.isoformat()}"
         )
 
 

@@ -7,6 +7,8 @@ This parser accepts RFC 4514 and the RFC 1779 / .NET leniencies, and nothing amb
 
 from __future__ import annotations
 
+import re
+
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
@@ -47,6 +49,7 @@ _DER_STRING_CODECS = {
     0x1C: "utf-32-be",  # UniversalString
 }
 
+_DOTTED_OID = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 _SPECIAL = set(',=+<>#;\\" ')
 _HEX = set("0123456789abcdefABCDEF")
 
@@ -59,6 +62,10 @@ def parse_distinguished_name(text: str) -> x509.Name:
     """Parse "CN=dev-1, O=Contoso+OU=Lab" (most specific first) into an x509.Name."""
     if len(text) > MAX_DN_LENGTH:
         raise DistinguishedNameError(f"longer than {MAX_DN_LENGTH} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DistinguishedNameError("contains characters that are not valid Unicode") from exc
     if not text.strip():
         return x509.Name([])
     parser = _Parser(text)
@@ -117,12 +124,16 @@ class _Parser:
             raise self._error("missing attribute type")
         upper = name.upper()
         if upper.startswith("OID."):
-            name = name[4:]
-        if name[0].isdigit():
-            parts = name.split(".")
-            if len(parts) < 2 or not all(part.isdigit() for part in parts):
+            name = name[4:].strip()
+            if not _DOTTED_OID.fullmatch(name):
                 raise self._error(f"bad object identifier {name!r}")
-            return ObjectIdentifier(name)
+        if name[0].isdigit():  # any Unicode digit, so that '².5' is called what it is
+            if not _DOTTED_OID.fullmatch(name):
+                raise self._error(f"bad object identifier {name!r}")
+            try:
+                return ObjectIdentifier(name)
+            except ValueError as exc:  # e.g. a first arc above 2
+                raise self._error(f"bad object identifier {name!r}") from exc
         oid = _KEYWORDS.get(upper)
         if oid is None:
             raise self._error(f"unknown attribute type {name!r}")

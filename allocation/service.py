@@ -40,7 +40,7 @@ class AllocationService:
             now=self._clock(),
             clock_skew=timedelta(seconds=self._policy.attestation.clock_skew_seconds),
         )
-        log = log.bind(deviceId=identity.device_id.value)
+        log = log.bind(registrationId=identity.registration_id, deviceId=identity.device_id.value)
         asset = await self._find_asset(identity)
         log = log.bind(assetId=asset.asset_id if asset else None)
         decision = decide_allocation(

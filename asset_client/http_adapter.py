@@ -21,7 +21,7 @@ from asset_client.errors import (
     AssetUnavailable,
     AssetVersionConflict,
 )
-from asset_client.models import Asset, DeviceLink
+from asset_client.models import ASSET_ID_PATTERN, Asset, DeviceLink
 
 _ASSET = TypeAdapter(Asset)
 _ITEMS = TypeAdapter(list[Asset])
@@ -116,8 +116,12 @@ class HttpAssetRepository:
         raise AssetRequestRejected(detail, status)
 
 
-def _segment(value: str) -> str:
-    return quote(value, safe="")
+def _segment(asset_id: str) -> str:
+    """Refuse ids outside the contract: servers decode %2F before routing, so quoting is not
+    enough to keep `A/history` from addressing another resource."""
+    if not ASSET_ID_PATTERN.fullmatch(asset_id):
+        raise AssetRequestRejected(f"{asset_id[:140]!r} is not a valid asset id", 400)
+    return quote(asset_id, safe="")
 
 
 def _json(response: httpx.Response) -> Any:

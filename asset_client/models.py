@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -17,6 +18,8 @@ class AssetStatus(StrEnum):
 
 
 _Text128 = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ASSET_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""Asset ids as the contract (openapi.yaml) defines them."""
 
 
 class _Model(BaseModel):
@@ -31,7 +34,9 @@ class Replacement(_Model):
 
 
 class Asset(_Model):
-    asset_id: _Text128 = Field(alias="assetId")
+    asset_id: Annotated[str, StringConstraints(pattern=ASSET_ID_PATTERN.pattern)] = Field(
+        alias="assetId"
+    )
     serial_number: _Text128 = Field(alias="serialNumber")
     asset_type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         alias="assetType"

@@ -32,7 +32,8 @@ def test_defaults_are_the_strict_choices():
     assert policy.unknown_device == "reject"
     assert policy.hub_fallback == "reject"
     assert policy.attestation.clock_skew_seconds == 300
-    assert policy.hub_rules == [] and policy.role_rules == []
+    assert policy.hub_rules == []
+    assert policy.role_rules == []
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_not_toml_is_reported_with_the_file_name():
 
 def test_a_missing_file_is_reported_with_its_path(tmp_path):
     missing = tmp_path / "nope.toml"
-    with pytest.raises(PolicyError, match="nope.toml cannot be read"):
+    with pytest.raises(PolicyError, match=r"nope\.toml cannot be read"):
         load_policy(missing)
 
 

@@ -98,7 +98,8 @@ def test_the_app_indexes_the_allocation_webhook():
     result = _start({})
     assert result.returncode == 0, result.stderr
     assert "allocate httpTrigger allocate" in result.stdout
-    assert "POST" in result.stdout and "FUNCTION" in result.stdout
+    assert "POST" in result.stdout
+    assert "FUNCTION" in result.stdout
 
 
 @pytest.mark.parametrize(
