@@ -1,15 +1,21 @@
-"""AssetRepository over HTTP with httpx: a pooled AsyncClient per worker, a timeout per call."""
+"""AssetRepository over HTTP: one pooled aiohttp session per worker, a timeout on every call.
+
+aiohttp rather than httpx: httpcore's pool re-polls every pooled socket on each pool operation
+(encode/httpcore#924, #928), so at 100 concurrent allocations the same 1,800 asset calls took
+3-8 s through httpx.AsyncClient and 0.27 s through aiohttp on this 2-core machine.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
 from asset_client.errors import (
@@ -29,6 +35,14 @@ _MAX_DETAIL = 300
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class _Answer:
+    what: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
 class HttpAssetRepository:
     """Talks to the asset API; maps every failure to an asset_client error."""
 
@@ -39,24 +53,18 @@ class HttpAssetRepository:
         api_key: str | None,
         timeout_seconds: float,
         max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"accept": "application/json", "user-agent": "dps-asset-onboarding/0.1"}
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"accept": "application/json", "user-agent": "dps-asset-onboarding/0.1"}
         if api_key:
-            headers["x-api-key"] = api_key
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-        )
+            self._headers["x-api-key"] = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
     async def get_asset(self, asset_id: str) -> Asset:
-        response = await self._call("GET", f"/assets/{_segment(asset_id)}")
-        return _parse(_ASSET, response)
+        answer = await self._call("GET", f"/assets/{_segment(asset_id)}")
+        return _validate(_ASSET, _json(answer), answer.what)
 
     async def find_by_device_id(self, device_id: str) -> list[Asset]:
         return await self._find({"deviceId": device_id})
@@ -65,22 +73,35 @@ class HttpAssetRepository:
         return await self._find({"serialNumber": serial_number})
 
     async def link_device(self, asset_id: str, link: DeviceLink) -> Asset:
-        response = await self._call(
+        answer = await self._call(
             "POST",
             f"/assets/{_segment(asset_id)}/devices",
             body=link.model_dump(by_alias=True, exclude_none=True),
         )
-        return _parse(_ASSET, response)
+        return _validate(_ASSET, _json(answer), answer.what)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _find(self, params: Mapping[str, str]) -> list[Asset]:
-        response = await self._call("GET", "/assets", params=params)
-        body = _json(response)
-        if not isinstance(body, dict) or "items" not in body:
-            raise AssetContractViolation("GET /assets answered without an items array")
-        return _validate(_ITEMS, body["items"], "GET /assets")
+        answer = await self._call("GET", "/assets", params=params)
+        body = _json(answer)
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise AssetContractViolation(f"{answer.what} answered without an items array")
+        return _validate(_ITEMS, body["items"], answer.what)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the worker's event loop, then reused for its lifetime.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                raise_for_status=False,
+            )
+        return self._session
 
     async def _call(
         self,
@@ -89,20 +110,23 @@ class HttpAssetRepository:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
-    ) -> httpx.Response:
+    ) -> _Answer:
         what = f"{method} {path}"
         try:
-            response = await self._client.request(method, path, params=params, json=body)
-        except httpx.TimeoutException as exc:
+            async with self._client().request(
+                method, self._base_url + path, params=params, json=body
+            ) as response:
+                answer = _Answer(what, response.status, response.headers, await response.read())
+        except TimeoutError as exc:
             raise AssetUnavailable(f"asset API timed out on {what}") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise AssetUnavailable(
                 f"asset API unreachable on {what}: {type(exc).__name__}"
             ) from exc
-        status = response.status_code
+        status = answer.status
         if status < 400:
-            return response
-        detail = f"asset API answered {status} to {what}{_problem_detail(response)}"
+            return answer
+        detail = f"asset API answered {status} to {what}{_problem_detail(answer)}"
         if status == 404:
             raise AssetNotFound(detail)
         if status == 409:
@@ -112,7 +136,7 @@ class HttpAssetRepository:
         if status in (401, 403):
             raise AssetAccessDenied(detail)
         if status == 429 or status >= 500:
-            raise AssetUnavailable(detail, retry_after=_retry_after(response))
+            raise AssetUnavailable(detail, retry_after=_retry_after(answer))
         raise AssetRequestRejected(detail, status)
 
 
@@ -124,20 +148,11 @@ def _segment(asset_id: str) -> str:
     return quote(asset_id, safe="")
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(answer: _Answer) -> Any:
     try:
-        return response.json()
+        return json.loads(answer.body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        request = response.request
-        raise AssetContractViolation(
-            f"{request.method} {request.url.path} answered a body that is not JSON"
-        ) from exc
-
-
-def _parse(adapter: TypeAdapter[Asset], response: httpx.Response) -> Asset:
-    return _validate(
-        adapter, _json(response), f"{response.request.method} {response.request.url.path}"
-    )
+        raise AssetContractViolation(f"{answer.what} answered a body that is not JSON") from exc
 
 
 def _validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
@@ -151,9 +166,9 @@ def _validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
         ) from exc
 
 
-def _problem_detail(response: httpx.Response) -> str:
+def _problem_detail(answer: _Answer) -> str:
     try:
-        body = response.json()
+        body = json.loads(answer.body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return ""
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
@@ -161,8 +176,8 @@ def _problem_detail(response: httpx.Response) -> str:
     return ""
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(answer: _Answer) -> float | None:
+    value = answer.headers.get("retry-after")
     if value is None:
         return None
     try:
@@ -174,3 +189,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+__all__ = ["HttpAssetRepository"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -99,33 +99,37 @@ def make_devices(count: int, run_id: str) -> list[SimulatedDevice]:
 
 
 async def register_assets(
-    client: httpx.AsyncClient, devices: list[SimulatedDevice], concurrency: int, tick: Any
+    client: aiohttp.ClientSession,
+    asset_api: str,
+    devices: list[SimulatedDevice],
+    concurrency: int,
+    tick: Any,
 ) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def put(device: SimulatedDevice) -> None:
-        async with gate:
-            response = await client.put(
-                f"/assets/{device.asset_id}",
-                json={
-                    "serialNumber": device.serial_number,
-                    "assetType": device.asset_type,
-                    "location": device.location,
-                    "attributes": {"source": "devstack.simulate"},
-                },
-            )
-            if response.status_code not in (200, 201):
+        body = {
+            "serialNumber": device.serial_number,
+            "assetType": device.asset_type,
+            "location": device.location,
+            "attributes": {"source": "devstack.simulate"},
+        }
+        async with (
+            gate,
+            client.put(f"{asset_api}/assets/{device.asset_id}", json=body) as response,
+        ):
+            if response.status not in (200, 201):
+                text = (await response.text())[:200]
                 raise RuntimeError(
-                    f"asset service refused {device.asset_id}: "
-                    f"{response.status_code} {response.text[:200]}"
+                    f"asset service refused {device.asset_id}: {response.status} {text}"
                 )
-            tick()
+        tick()
 
     await asyncio.gather(*(put(device) for device in devices))
 
 
 async def allocate_all(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     devices: list[SimulatedDevice],
     concurrency: int,
@@ -143,21 +147,22 @@ async def allocate_all(
         async with gate:
             started = time.perf_counter()
             try:
-                response = await client.post(url, json=body)
-            except httpx.HTTPError as exc:
+                async with client.post(url, json=body) as response:
+                    status, content = response.status, await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 result.failures.append(f"{device.registration_id}: {type(exc).__name__}")
                 result.statuses[0] += 1
                 tick()
                 return
             result.latencies_ms.append((time.perf_counter() - started) * 1000)
-        result.statuses[response.status_code] += 1
-        if response.status_code == 200:
-            answer = response.json()
+        result.statuses[status] += 1
+        if status == 200:
+            answer = json.loads(content)
             result.hubs[answer["iotHubHostName"]] += 1
             result.roles[answer["initialTwin"]["tags"]["deviceRole"]] += 1
         else:
-            detail = response.json().get("detail", "") if response.content else ""
-            result.failures.append(f"{device.registration_id}: {response.status_code} {detail}")
+            detail = json.loads(content).get("detail", "") if content else ""
+            result.failures.append(f"{device.registration_id}: {status} {detail}")
         tick()
 
     started = time.perf_counter()
@@ -190,23 +195,24 @@ async def simulate(
         fleet = make_devices(devices, run_id)
         progress.update(certs, completed=devices)
         asset_task = progress.add_task("registering assets", total=devices)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(
-            base_url=stack["assetApi"],
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(
             headers={"x-api-key": stack["assetApiKey"]},
-            timeout=30,
-            limits=limits,
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=concurrency),
         ) as assets:
-            await register_assets(assets, fleet, concurrency, lambda: progress.advance(asset_task))
+            await register_assets(
+                assets, stack["assetApi"], fleet, concurrency, lambda: progress.advance(asset_task)
+            )
         allocate_task = progress.add_task("allocating through the webhook", total=devices)
-        params = {"code": stack["functionKey"]} if stack.get("functionKey") else None
-        async with httpx.AsyncClient(timeout=30, limits=limits, params=params) as webhook:
+        url = stack["allocateUrl"]
+        if stack.get("functionKey"):
+            url += f"?code={stack['functionKey']}"
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)
+        ) as webhook:
             return await allocate_all(
-                webhook,
-                stack["allocateUrl"],
-                fleet,
-                concurrency,
-                lambda: progress.advance(allocate_task),
+                webhook, url, fleet, concurrency, lambda: progress.advance(allocate_task)
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -51,10 +52,18 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
     data_dir = options.data_dir.resolve()
     run_dir = data_dir / "run"
     stack_file = data_dir / "stack.json"
+    running = running_stack(stack_file)
+    if running:
+        console.print(
+            f"[red]a stack is already running from {stack_file}[/red] "
+            f"(pids {', '.join(map(str, running))}); stop it with Ctrl-C first"
+        )
+        return 1
     settings = local_settings(options.script_root, console)
     asset_key = settings.get("ASSET_API_KEY") or "devstack-asset-key"
 
     children: list[Child] = []
+    wrote_stack_file = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop
@@ -97,6 +106,7 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
         wait_ready(host)
         description = describe(assets, host, options, asset_key, data_dir)
         write_ready_file(stack_file, description)
+        wrote_stack_file = True
         print_summary(console, description, run_dir)
         while True:
             for child in children:
@@ -114,10 +124,29 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_children(children)
-        stack_file.unlink(missing_ok=True)
+        if wrote_stack_file:
+            stack_file.unlink(missing_ok=True)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         console.print("[dim]all devstack processes stopped[/dim]")
+
+
+def running_stack(stack_file: Path) -> list[int]:
+    """Pids of a stack that is still alive according to its stack.json, else []."""
+    try:
+        pids = [int(pid) for pid in json.loads(stack_file.read_text()).get("pids", {}).values()]
+    except (OSError, ValueError):
+        return []
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        alive.append(pid)
+    return alive
 
 
 def describe(
