@@ -1,0 +1,143 @@
+"""`make run`'s supervisor and the device simulator, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack.dps_requests import allocation_request
+from tests.integration.conftest import REPO, RunningStack
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purpose once it no longer runs.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def _up(data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "devstack", "up", "--data-dir", str(data_dir)]
+        + ["--function-port", "0", "--asset-port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_the_stack_serves_then_ctrl_c_stops_every_process(tmp_path):
+    data_dir = tmp_path / "devstack"
+    supervisor = _up(data_dir)
+    stack_file = data_dir / "stack.json"
+    try:
+        deadline = time.monotonic() + 30
+        while not stack_file.exists():
+            assert supervisor.poll() is None, supervisor.stdout.read() if supervisor.stdout else ""
+            assert time.monotonic() < deadline, "stack.json never appeared"
+            time.sleep(0.1)
+        stack = json.loads(stack_file.read_text())
+        assert stack["functionHost"].startswith("http://127.0.0.1:")
+        assert stack["assetApi"].startswith("http://127.0.0.1:")
+
+        status = httpx.get(f"{stack['functionHost']}/admin/host/status", timeout=5)
+        assert status.json()["state"] == "Running"
+        body = allocation_request(
+            "sensor-2001", x509={"subjectName": "CN=sensor-2001, SERIALNUMBER=SN-2001"}
+        )
+        answer = httpx.post(stack["allocateUrl"], json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["iotHubHostName"] == "hub-eu-west.azure-devices.net"
+        linked = httpx.get(
+            f"{stack['assetApi']}/assets/AST-2001",
+            headers={"x-api-key": stack["assetApiKey"]},
+            timeout=5,
+        ).json()
+        assert linked["deviceId"] == "sensor-2001"
+
+        second = _up(data_dir)
+        output, _ = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert "already running" in output
+        assert stack_file.exists(), "a refused second start must not remove the first's file"
+
+        supervisor.send_signal(signal.SIGINT)
+        output, _ = supervisor.communicate(timeout=30)
+        assert supervisor.returncode == 0, output
+        assert "all devstack processes stopped" in output
+        for pid in stack["pids"].values():
+            assert not _alive(pid), f"process {pid} outlived the stack"
+        assert not stack_file.exists()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+
+
+def test_the_simulator_onboards_a_fleet_and_reports_it(stack: RunningStack):
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.simulate", "--devices", "12", "--json"]
+        + ["--stack", str(stack.stack_json())],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["statuses"] == {"200": 12}
+    assert summary["roles"] == {"sensor": 4, "actuator": 4, "gateway": 4}
+    assert summary["hubs"] == {
+        "hub-us-east.azure-devices.net": 6,
+        "hub-eu-west.azure-devices.net": 6,
+    }
+    assert 0 < summary["latencyMs"]["p50"] <= summary["latencyMs"]["p99"]
+    assert "allocating through the webhook" in result.stderr  # the progress bar
+    with stack.asset_client() as client:
+        items = client.get("/assets", params={"location": "us-east/plant-9"}).json()["items"]
+    simulated = [a for a in items if a["attributes"].get("source") == "devstack.simulate"]
+    assert len(simulated) >= 6
+    assert all(a["deviceId"] and a["deviceId"].startswith("sim-") for a in simulated)
+
+
+def test_the_simulator_exits_nonzero_when_devices_fail(stack: RunningStack, tmp_path):
+    broken = json.loads(stack.stack_json().read_text())
+    broken["functionKey"] = "wrong-key"
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(broken))
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.simulate", "--devices", "3", "--json"]
+        + ["--stack", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["statuses"] == {"401": 3}
+
+
+def test_the_simulator_explains_a_missing_stack(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.simulate", "--stack", str(tmp_path / "none.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "make run" in result.stderr
