@@ -169,17 +169,24 @@ def describe(
 
 def print_summary(console: Console, description: dict[str, Any], run_dir: Path) -> None:
     table = Table(title="devstack is running", title_justify="left")
-    table.add_column("part")
-    table.add_column("where")
-    table.add_column("logs")
-    logs = description["logs"]
+    table.add_column("part", no_wrap=True)
+    table.add_column("where", overflow="fold")
+    table.add_column("logs", overflow="fold")
+    logs = {name: _short(Path(path)) for name, path in description["logs"].items()}
     table.add_row("dev functions host", description["functionHost"], logs["function-host"])
     table.add_row("  allocation webhook", f"POST {description['allocateUrl']}", "")
     table.add_row("reference asset service", description["assetApi"], logs["asset-service"])
     console.print(table)
-    console.print(f"stack description: {Path(description['dataDir']) / 'stack.json'}")
+    console.print(f"stack description: {_short(Path(description['dataDir']) / 'stack.json')}")
     console.print("try:   .venv/bin/python -m devstack.simulate --devices 50")
     console.print("Ctrl-C stops everything.")
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

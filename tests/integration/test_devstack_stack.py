@@ -28,8 +28,18 @@ def _alive(pid: int) -> bool:
 
 def _up(data_dir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "devstack", "up", "--data-dir", str(data_dir)]
-        + ["--function-port", "0", "--asset-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--function-port",
+            "0",
+            "--asset-port",
+            "0",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -87,8 +97,16 @@ def test_the_stack_serves_then_ctrl_c_stops_every_process(tmp_path):
 
 def test_the_simulator_onboards_a_fleet_and_reports_it(stack: RunningStack):
     result = subprocess.run(
-        [sys.executable, "-m", "devstack.simulate", "--devices", "12", "--json"]
-        + ["--stack", str(stack.stack_json())],
+        [
+            sys.executable,
+            "-m",
+            "devstack.simulate",
+            "--devices",
+            "12",
+            "--json",
+            "--stack",
+            str(stack.stack_json()),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -118,8 +136,16 @@ def test_the_simulator_exits_nonzero_when_devices_fail(stack: RunningStack, tmp_
     path = tmp_path / "stack.json"
     path.write_text(json.dumps(broken))
     result = subprocess.run(
-        [sys.executable, "-m", "devstack.simulate", "--devices", "3", "--json"]
-        + ["--stack", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "devstack.simulate",
+            "--devices",
+            "3",
+            "--json",
+            "--stack",
+            str(path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
