@@ -6,6 +6,7 @@ EC P-256 keys: as real as RSA for everything the webhook does, and ~100x faster 
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,45 @@ class TestCertificateAuthority:
             .sign(key, hashes.SHA256())
         )
         self.issued = IssuedCertificate(certificate, key)
+
+    @classmethod
+    def from_files(cls, cert_path: Path, key_path: Path) -> TestCertificateAuthority:
+        """Load a CA written earlier with `issued.write(...)`, e.g. from .devstack/."""
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} does not hold an EC private key")
+        authority = cls.__new__(cls)
+        authority.name = certificate.subject.rfc4514_string()
+        authority.issued = IssuedCertificate(certificate, key)
+        return authority
+
+    def issue_server(
+        self, common_name: str, *, dns_names: Sequence[str], ip_addresses: Sequence[str]
+    ) -> IssuedCertificate:
+        """A TLS server certificate for the devstack's HTTPS endpoints."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.now(UTC)
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+        ca = self.issued
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=10))
+            .not_valid_after(now + timedelta(days=397))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
+            )
+            .sign(ca.key, hashes.SHA256())
+        )
+        return IssuedCertificate(certificate, key)
 
     def issue_device(
         self,
