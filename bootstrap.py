@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from allocation.policy import Policy, PolicyError, load_policy
 from allocation.service import AllocationService
 from asset_client import AssetRepository
+from iothub_client import HubConnections, IotHubRegistry
 from settings import AppSettings, ConfigurationError, load_settings
 
 
@@ -16,6 +18,7 @@ class Services:
     policy: Policy
     assets: AssetRepository
     allocation: AllocationService
+    iot_hubs: IotHubRegistry
 
     async def aclose(self) -> None:
         await self.assets.aclose()
@@ -34,8 +37,33 @@ def load_configuration() -> tuple[AppSettings, Policy]:
             policy = load_policy(settings.policy_path)
         except PolicyError as exc:
             raise ConfigurationError(f"POLICY_FILE: {exc}") from exc
+        hub_connections(settings)
         _configuration = (settings, policy)
     return _configuration
+
+
+def hub_connections(settings: AppSettings) -> HubConnections:
+    """SAS hubs from IOT_HUB_CONNECTION_STRINGS plus managed-identity hubs; each hub once."""
+    try:
+        by_sas = HubConnections.from_connection_strings(settings.iot_hub_connection_map())
+    except ValueError as exc:
+        raise ConfigurationError(f"IOT_HUB_CONNECTION_STRINGS: {exc}") from None
+    by_identity = HubConnections.managed_identity(
+        settings.managed_identity_hubs(), settings.iot_hub_endpoints
+    )
+    both = sorted(set(by_sas) & set(by_identity))
+    if both:
+        raise ConfigurationError(
+            "IOT_HUB_MANAGED_IDENTITY_HUBS and IOT_HUB_CONNECTION_STRINGS both name "
+            + ", ".join(both)
+        )
+    return HubConnections([*by_sas.values(), *by_identity.values()])
+
+
+def _managed_identity(settings: AppSettings) -> Any:
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=settings.iot_hub_managed_identity_client_id)
 
 
 def build_services(settings: AppSettings, policy: Policy) -> Services:
@@ -51,7 +79,17 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     allocation = AllocationService(
         assets=assets, policy=policy, asset_api_public_url=settings.public_asset_url
     )
-    return Services(settings=settings, policy=policy, assets=assets, allocation=allocation)
+    from iothub_client.sdk_adapter import SdkIotHubRegistry
+
+    iot_hubs = SdkIotHubRegistry(
+        hub_connections(settings),
+        timeout_seconds=settings.iot_hub_timeout_seconds,
+        ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
+        credential_factory=lambda: _managed_identity(settings),
+    )
+    return Services(
+        settings=settings, policy=policy, assets=assets, allocation=allocation, iot_hubs=iot_hubs
+    )
 
 
 def services() -> Services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
@@ -33,6 +34,22 @@ class AppSettings(BaseSettings):
         None, validation_alias="ASSET_MANAGEMENT_PUBLIC_URL"
     )
     policy_file: Path = Field(validation_alias="POLICY_FILE")
+    iot_hub_connection_strings: SecretStr | None = Field(
+        None, validation_alias="IOT_HUB_CONNECTION_STRINGS"
+    )
+    iot_hub_managed_identity_hubs: str | None = Field(
+        None, validation_alias="IOT_HUB_MANAGED_IDENTITY_HUBS"
+    )
+    iot_hub_managed_identity_client_id: str | None = Field(
+        None, validation_alias="IOT_HUB_MANAGED_IDENTITY_CLIENT_ID"
+    )
+    iot_hub_endpoints: dict[str, str] = Field(
+        default_factory=dict, validation_alias="IOT_HUB_ENDPOINTS"
+    )
+    iot_hub_ca_bundle: Path | None = Field(None, validation_alias="IOT_HUB_CA_BUNDLE")
+    iot_hub_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, validation_alias="IOT_HUB_TIMEOUT_SECONDS"
+    )
 
     @property
     def policy_path(self) -> Path:
@@ -43,6 +60,28 @@ class AppSettings(BaseSettings):
     def public_asset_url(self) -> str:
         """The asset API address devices and operators see, written into desired properties."""
         return str(self.asset_management_public_url or self.asset_api_url).rstrip("/")
+
+    def iot_hub_connection_map(self) -> dict[str, str]:
+        """IOT_HUB_CONNECTION_STRINGS: a JSON object, hub host name -> service connection string."""
+        if self.iot_hub_connection_strings is None:
+            return {}
+        try:
+            parsed = json.loads(self.iot_hub_connection_strings.get_secret_value())
+        except json.JSONDecodeError:
+            raise ConfigurationError(
+                "IOT_HUB_CONNECTION_STRINGS must be a JSON object of hub name -> connection string"
+            ) from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise ConfigurationError(
+                "IOT_HUB_CONNECTION_STRINGS must be a JSON object of hub name -> connection string"
+            )
+        return parsed
+
+    def managed_identity_hubs(self) -> list[str]:
+        names = (self.iot_hub_managed_identity_hubs or "").split(",")
+        return [name.strip() for name in names if name.strip()]
 
 
 def load_settings() -> AppSettings:

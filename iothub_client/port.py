@@ -1,0 +1,21 @@
+"""The port services depend on; SdkIotHubRegistry implements it, unit tests use fakes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from iothub_client.models import DeviceRecord, Twin, TwinPatch
+
+
+class IotHubRegistry(Protocol):
+    async def get_twin(self, hub: str, device_id: str) -> Twin: ...
+
+    async def update_twin(
+        self, hub: str, device_id: str, patch: TwinPatch, *, etag: str | None
+    ) -> Twin: ...
+
+    async def get_device(self, hub: str, device_id: str) -> DeviceRecord: ...
+
+    async def disable_device(self, hub: str, device_id: str) -> DeviceRecord: ...
+
+    async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None: ...

@@ -1,0 +1,221 @@
+"""IotHubRegistry on Microsoft's azure-iot-hub SDK (IoTHubRegistryManager).
+
+The SDK is synchronous (msrest over requests), so each call runs in a worker thread. It is
+imported on first use: it pulls in uamqp and costs ~0.4 s, which cold start should not pay.
+Its own retries are off (urllib3 retries a 503 four times over ~5 s): our policy decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+from iothub_client.connections import HubConnection, HubConnections
+from iothub_client.errors import (
+    DeviceNotFound,
+    HubAccessDenied,
+    HubRequestRejected,
+    HubThrottled,
+    HubUnavailable,
+    TwinPreconditionFailed,
+    UnknownHub,
+)
+from iothub_client.models import DeviceRecord, Twin, TwinPatch
+
+T = TypeVar("T")
+_METADATA_KEYS = ("$metadata", "$version")
+
+
+class SdkIotHubRegistry:
+    def __init__(
+        self,
+        connections: HubConnections,
+        *,
+        timeout_seconds: float,
+        ca_bundle: str | None = None,
+        credential_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._connections = connections
+        self._timeout = timeout_seconds
+        self._ca_bundle = ca_bundle
+        self._credential_factory = credential_factory
+        self._credential: Any = None
+        # requests sessions are not safe to share across threads: one manager per thread and hub.
+        self._local = threading.local()
+
+    async def get_twin(self, hub: str, device_id: str) -> Twin:
+        raw = await self._run(hub, f"GET twin {device_id}", lambda rm: rm.get_twin(device_id))
+        return _twin(hub, raw)
+
+    async def update_twin(
+        self, hub: str, device_id: str, patch: TwinPatch, *, etag: str | None
+    ) -> Twin:
+        def call(rm: Any) -> Any:
+            from azure.iot.hub.models import Twin as SdkTwin
+            from azure.iot.hub.models import TwinProperties
+
+            properties = (
+                TwinProperties(desired=patch.desired) if patch.desired is not None else None
+            )
+            return rm.update_twin(device_id, SdkTwin(tags=patch.tags, properties=properties), etag)
+
+        return _twin(hub, await self._run(hub, f"PATCH twin {device_id}", call))
+
+    async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
+        raw = await self._run(hub, f"GET device {device_id}", lambda rm: rm.get_device(device_id))
+        return _device(hub, raw)
+
+    async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        def call(rm: Any) -> Any:
+            device = rm.get_device(device_id)
+            if device.status == "disabled":
+                return device
+            device.status = "disabled"
+            # Through the protocol layer, so the device keeps its own authentication mechanism.
+            return rm.protocol.devices.create_or_update_identity(
+                device_id, device, _quoted(device.etag)
+            )
+
+        return _device(hub, await self._run(hub, f"disable device {device_id}", call))
+
+    async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
+        await self._run(
+            hub, f"DELETE device {device_id}", lambda rm: rm.delete_device(device_id, etag)
+        )
+
+    async def _run(self, hub: str, what: str, call: Callable[[Any], T]) -> T:
+        connection = self._connection(hub)
+        return await asyncio.to_thread(self._call_in_thread, connection, what, call)
+
+    def _connection(self, hub: str) -> HubConnection:
+        try:
+            return self._connections[hub]
+        except KeyError:
+            raise UnknownHub(f"no IoT Hub connection is configured for {hub}") from None
+
+    def _call_in_thread(self, connection: HubConnection, what: str, call: Callable[[Any], T]) -> T:
+        from msrest.exceptions import ClientRequestError, HttpOperationError
+
+        manager = self._manager(connection)
+        try:
+            return call(manager)
+        except HttpOperationError as exc:
+            raise _mapped(exc, f"{connection.hub}: {what}") from exc
+        except ClientRequestError as exc:
+            raise HubUnavailable(f"{connection.hub}: {what} failed: {type(exc).__name__}") from exc
+
+    def _manager(self, connection: HubConnection) -> Any:
+        managers: dict[str, Any] = self._local.__dict__.setdefault("managers", {})
+        manager = managers.get(connection.hub)
+        if manager is None:
+            from azure.iot.hub import IoTHubRegistryManager
+
+            if connection.auth == "connectionString":
+                manager = IoTHubRegistryManager.from_connection_string(connection.connection_string)
+            else:
+                manager = IoTHubRegistryManager.from_token_credential(
+                    connection.endpoint, self._token_credential()
+                )
+            config = manager.protocol.config
+            config.retry_policy.retries = 0
+            config.connection.timeout = self._timeout
+            if self._ca_bundle:
+                config.connection.verify = self._ca_bundle
+            managers[connection.hub] = manager
+        return manager
+
+    def _token_credential(self) -> Any:
+        if self._credential is None:
+            if self._credential_factory is None:
+                raise HubAccessDenied("managed identity is configured but no credential exists")
+            self._credential = self._credential_factory()
+        return self._credential
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _mapped(exc: Any, what: str) -> Exception:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", 0) or 0
+    code = _error_code(response)
+    detail = f"{what} answered {status}" + (f" ({code})" if code else "")
+    if status == 404:
+        return DeviceNotFound(detail)
+    if status == 412:
+        return TwinPreconditionFailed(detail)
+    if status == 429:
+        return HubThrottled(detail, retry_after=_retry_after(response))
+    if status in (401, 403):
+        return HubAccessDenied(detail)
+    if status >= 500 or status == 0:
+        return HubUnavailable(detail)
+    return HubRequestRejected(detail, status)
+
+
+def _error_code(response: Any) -> str | None:
+    """IoT Hub bodies read {"Message": "ErrorCode:DeviceNotFound;..."}; keep just the code."""
+    try:
+        message = response.json().get("Message", "")
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(message, str) and message.startswith("ErrorCode:"):
+        return message.removeprefix("ErrorCode:").split(";", 1)[0][:80]
+    return None
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _strip(section: dict[str, Any] | None) -> tuple[dict[str, Any], int | None]:
+    section = dict(section or {})
+    version = section.get("$version")
+    for key in _METADATA_KEYS:
+        section.pop(key, None)
+    return section, version if isinstance(version, int) else None
+
+
+def _twin(hub: str, raw: Any) -> Twin:
+    properties = raw.properties
+    desired, desired_version = _strip(properties.desired if properties else None)
+    reported, reported_version = _strip(properties.reported if properties else None)
+    return Twin(
+        hub=hub,
+        device_id=raw.device_id,
+        etag=raw.etag,
+        version=raw.version,
+        status=raw.status,
+        tags=dict(raw.tags or {}),
+        desired=desired,
+        desired_version=desired_version,
+        reported=reported,
+        reported_version=reported_version,
+    )
+
+
+def _device(hub: str, raw: Any) -> DeviceRecord:
+    authentication = getattr(raw, "authentication", None)
+    return DeviceRecord(
+        hub=hub,
+        device_id=raw.device_id,
+        etag=raw.etag,
+        status=raw.status,
+        authentication_type=getattr(authentication, "type", None),
+        generation_id=raw.generation_id,
+    )
