@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 HTTP_TRIGGER = "httpTrigger"
 EVENT_GRID_TRIGGER = "eventGridTrigger"
+EVENT_HUB_TRIGGER = "eventHubTrigger"
+RETRY_POLICY_SETTING = "retry_policy"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"})
 _AUTH_LEVELS: dict[str, AuthLevel] = {
     "anonymous": "anonymous",
@@ -64,6 +66,9 @@ class FunctionSpec:
     parameters: frozenset[str]
     annotations: dict[str, Any] = field(default_factory=dict)
     http: HttpRoute | None = None
+    # The `@app.retry(...)` setting as azure-functions stores it (strategy, max_retry_count,
+    # delay_interval, minimum_interval, maximum_interval), or None.
+    retry_policy: dict[str, Any] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -129,6 +134,7 @@ def index_functions(app: FunctionRegister) -> list[FunctionSpec]:
                 http=_http_route(name, trigger_binding)
                 if trigger_binding.type == HTTP_TRIGGER
                 else None,
+                retry_policy=function.get_settings_dict(RETRY_POLICY_SETTING),
             )
         )
     return specs

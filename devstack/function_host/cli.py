@@ -104,6 +104,7 @@ def build_host(args: argparse.Namespace) -> FunctionHost:
         host=args.host,
         port=port,
         ready_file=ready_file,
+        max_event_batch_size=host_config.max_event_batch_size,
     )
     return FunctionHost(functions, options)
 

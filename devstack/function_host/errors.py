@@ -26,7 +26,11 @@ class TriggerInputError(ValueError):
 class InvocationFailed(Exception):
     """The user function raised; the traceback is already logged with the invocation id."""
 
-    def __init__(self, function_name: str, invocation_id: str) -> None:
+    def __init__(
+        self, function_name: str, invocation_id: str, error: BaseException | None = None
+    ) -> None:
         super().__init__(f"function {function_name} failed (invocation {invocation_id})")
         self.function_name = function_name
         self.invocation_id = invocation_id
+        # What the function raised, for the retry context of the next attempt.
+        self.error = error

@@ -10,6 +10,7 @@ from typing import Any
 from devstack.function_host.errors import StartupError
 
 DEFAULT_ROUTE_PREFIX = "api"
+DEFAULT_MAX_EVENT_BATCH_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class HostConfig:
 
     route_prefix: str
     raw: dict[str, Any]
+    max_event_batch_size: int = DEFAULT_MAX_EVENT_BATCH_SIZE
 
 
 def load_host_config(script_root: Path) -> HostConfig:
@@ -34,7 +36,21 @@ def load_host_config(script_root: Path) -> HostConfig:
     version = raw.get("version")
     if version != "2.0":
         raise StartupError(f'{path}: "version" must be "2.0" (found {version!r})')
-    return HostConfig(route_prefix=_route_prefix(path, raw), raw=raw)
+    return HostConfig(
+        route_prefix=_route_prefix(path, raw),
+        raw=raw,
+        max_event_batch_size=_max_event_batch_size(path, raw),
+    )
+
+
+def _section(raw: Any, name: str) -> Any:
+    """A host.json section by name; the host binds configuration case-insensitively."""
+    if not isinstance(raw, dict):
+        return None
+    for key, value in raw.items():
+        if isinstance(key, str) and key.lower() == name.lower():
+            return value
+    return None
 
 
 def _route_prefix(path: Path, raw: dict[str, Any]) -> str:
@@ -45,3 +61,18 @@ def _route_prefix(path: Path, raw: dict[str, Any]) -> str:
     if not isinstance(prefix, str):
         raise StartupError(f"{path}: extensions.http.routePrefix must be a string")
     return prefix.strip("/")
+
+
+def _max_event_batch_size(path: Path, raw: dict[str, Any]) -> int:
+    """extensions.eventHubs.maxEventBatchSize (Event Hubs extension 5.x+), default 100."""
+    value = _section(_section(_section(raw, "extensions"), "eventHubs"), "maxEventBatchSize")
+    if value is None:
+        return DEFAULT_MAX_EVENT_BATCH_SIZE
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # .NET configuration binding converts numeric strings
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StartupError(
+            f"{path}: extensions.eventHubs.maxEventBatchSize must be a positive integer, "
+            f"found {value!r}"
+        )
+    return value

@@ -7,7 +7,9 @@ import logging
 import os
 import threading
 import time
+import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -41,47 +43,79 @@ class DevTraceContext(func_abc.TraceContext):
 
 
 class DevRpcException(func_abc.RpcException):
-    """No previous failure: the dev host does not retry invocations."""
+    """The previous attempt's failure as the host reports it (empty on a first attempt)."""
+
+    def __init__(self, message: str = "", source: str = "", stack_trace: str = "") -> None:
+        self._message = message
+        self._source = source
+        self._stack_trace = stack_trace
+
+    @classmethod
+    def from_error(cls, error: BaseException | None) -> DevRpcException:
+        """Describe a Python exception like the worker does when it reports a failure."""
+        if error is None:
+            return cls()
+        return cls(
+            message=f"{type(error).__name__}: {error}",
+            source=type(error).__module__,
+            stack_trace="".join(traceback.format_exception(error)),
+        )
 
     @property
     def source(self) -> str:
-        return ""
+        return self._source
 
     @property
     def stack_trace(self) -> str:
-        return ""
+        return self._stack_trace
 
     @property
     def message(self) -> str:
-        return ""
+        return self._message
 
 
 class DevRetryContext(func_abc.RetryContext):
-    """First attempt, no retry policy."""
+    """Attempt number and policy limit; 0/0 with an empty exception on a first attempt."""
+
+    def __init__(
+        self,
+        retry_count: int = 0,
+        max_retry_count: int = 0,
+        exception: DevRpcException | None = None,
+    ) -> None:
+        self._retry_count = retry_count
+        self._max_retry_count = max_retry_count
+        self._exception = exception or DevRpcException()
 
     @property
     def retry_count(self) -> int:
-        return 0
+        return self._retry_count
 
     @property
     def max_retry_count(self) -> int:
-        return 0
+        return self._max_retry_count
 
     @property
     def exception(self) -> func_abc.RpcException:
-        return DevRpcException()
+        return self._exception
 
 
 class InvocationContext(func.Context):
     """The `context` argument of a function, as the worker builds it."""
 
     def __init__(
-        self, *, function_name: str, function_directory: str, trace_context: DevTraceContext
+        self,
+        *,
+        function_name: str,
+        function_directory: str,
+        trace_context: DevTraceContext,
+        retry_context: DevRetryContext | None = None,
     ) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
         self._function_directory = function_directory
         self._trace_context = trace_context
+        self._retry_context = retry_context or DevRetryContext()
         self._local = threading.local()
         self._local.invocation_id = self._invocation_id
 
@@ -108,7 +142,7 @@ class InvocationContext(func.Context):
 
     @property
     def retry_context(self) -> func_abc.RetryContext:
-        return DevRetryContext()
+        return self._retry_context
 
 
 class OutputValue(func.Out[Any]):
@@ -122,6 +156,17 @@ class OutputValue(func.Out[Any]):
 
     def get(self) -> Any:
         return self._value
+
+
+@dataclass(frozen=True)
+class DeferredValue:
+    """A trigger value the worker builds only once the invocation has started.
+
+    The worker decodes the trigger data inside the invocation, so a decoding error (or a
+    function that failed to load) is reported as a failed execution, not as a host error.
+    """
+
+    build: Callable[[], Any]
 
 
 @dataclass
@@ -147,12 +192,18 @@ class Invoker:
         reason: str,
         trace_parent: str | None = None,
         trace_state: str | None = None,
+        retry_context: DevRetryContext | None = None,
+        details: str | None = None,
     ) -> InvocationResult:
-        """Invoke once; on failure log the traceback and raise InvocationFailed."""
+        """Invoke once; on failure log the traceback and raise InvocationFailed.
+
+        `details` is logged after the Executing line (the host's "Trigger Details: ...").
+        """
         context = InvocationContext(
             function_name=spec.name,
             function_directory=self.function_directory,
             trace_context=DevTraceContext(trace_parent, trace_state),
+            retry_context=retry_context,
         )
         outputs = {
             b.name: OutputValue() for b in spec.bindings if b.is_output and b.name != "$return"
@@ -170,20 +221,26 @@ class Invoker:
         logger.info(
             "Executing 'Functions.%s' (Reason='%s', Id=%s)", spec.name, reason, invocation_id
         )
+        if details:
+            logger.info("Trigger Details: %s", details)
         started = time.perf_counter()
         try:
+            if isinstance(trigger_value, DeferredValue):
+                built = trigger_value.build()
+                if spec.trigger.name in kwargs:
+                    kwargs[spec.trigger.name] = built
             if spec.is_async:
                 value = await spec.user_function(**kwargs)
             else:
                 value = await asyncio.to_thread(spec.user_function, **kwargs)
-        except Exception:
+        except Exception as exc:
             logger.exception(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
                 spec.name,
                 invocation_id,
                 (time.perf_counter() - started) * 1000,
             )
-            raise InvocationFailed(spec.name, invocation_id) from None
+            raise InvocationFailed(spec.name, invocation_id, error=exc) from None
         logger.info(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
             spec.name,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
@@ -24,6 +25,13 @@ from devstack.function_host.app_loader import EVENT_GRID_TRIGGER, HTTP_METHODS, 
 from devstack.function_host.banner import function_list
 from devstack.function_host.errors import BodyTooLarge, InvocationFailed, TriggerInputError
 from devstack.function_host.eventgrid_webhook import BadDelivery, parse_delivery
+from devstack.function_host.eventhub_delivery import (
+    BadEventBatch,
+    EventHubDelivery,
+    build_listeners,
+    parse_events,
+)
+from devstack.function_host.host_config import DEFAULT_MAX_EVENT_BATCH_SIZE
 from devstack.function_host.http_bridge import (
     UnsupportedReturn,
     read_body,
@@ -41,6 +49,7 @@ DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
 HOST_VERSION = "4.x-devstack"
 _SHUTDOWN_GRACE_SECONDS = 5.0
 _HOST_API_REASON = "This function was programmatically called via the host APIs."
+EVENT_HUBS_PATH = "/admin/devstack/eventhubs"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +69,7 @@ class HostOptions:
     host: str = "127.0.0.1"
     port: int = 7071
     ready_file: Path | None = None
+    max_event_batch_size: int = DEFAULT_MAX_EVENT_BATCH_SIZE
 
 
 def _not_found(detail: str) -> JSONResponse:
@@ -140,6 +150,12 @@ class FunctionHost:
             ((s.http.route, s.http.methods, s) for s in functions if s.http is not None),
         )
         self._invoker = Invoker(function_directory=str(options.script_root))
+        # App settings are environment variables by now (local.settings.json Values applied).
+        self._event_hubs = EventHubDelivery(
+            build_listeners(self.functions, os.environ),
+            self._invoker,
+            max_batch_size=options.max_event_batch_size,
+        )
         self._started = time.monotonic()
         self._host_id = socket.gethostname().lower()[:32] or "localhost"
         self._background: set[asyncio.Task[None]] = set()
@@ -150,6 +166,7 @@ class FunctionHost:
             Route("/admin/host/status", self.host_status, methods=["GET"]),
             Route("/admin/functions/{name}", self.admin_invoke, methods=["POST"]),
             Route("/runtime/webhooks/eventgrid", self.event_grid, methods=["POST", "OPTIONS"]),
+            Route(EVENT_HUBS_PATH + "/{name}", self.event_hub_delivery, methods=["POST"]),
             Route("/{path:path}", self.http_trigger, methods=sorted(HTTP_METHODS)),
         ]
         return AccessLog(Starlette(routes=routes, lifespan=self._lifespan))
@@ -175,7 +192,11 @@ class FunctionHost:
                     base_url = str(json.loads(ready_file.read_text())["url"])
                     break
                 await asyncio.sleep(0.02)
-        print(function_list(self.functions, base_url, self.options.route_prefix), flush=True)
+        hubs = {item.spec.name: item.event_hub_name for item in self._event_hubs.listeners}
+        print(
+            function_list(self.functions, base_url, self.options.route_prefix, hubs),
+            flush=True,
+        )
         logger.info("Host started", extra={"url": base_url, "functions": len(self.functions)})
 
     async def _drain_background(self) -> None:
@@ -280,6 +301,33 @@ class FunctionHost:
                 {"error": "function failed", "failedEventIds": failed}, status_code=500
             )
         return Response(status_code=200)
+
+    async def event_hub_delivery(self, request: Request) -> Response:
+        """Dev-only Event Hub endpoint: deliver events to every function listening on the hub.
+
+        Answers once every invocation (retries included) has finished: 200 with counts, 404
+        when no function listens (the sender keeps its events), 400 on a malformed body.
+        """
+        if not self.options.keys.allows_admin(self._presented_key(request)):
+            return _unauthorized()
+        name = request.path_params["name"]
+        if not self._event_hubs.listeners_for(name):
+            return JSONResponse(
+                {
+                    "error": "not found",
+                    "detail": f"no eventHubTrigger function listens on event hub {name!r}",
+                    "eventHubs": self._event_hubs.hub_names(),
+                },
+                status_code=404,
+            )
+        try:
+            events = parse_events(await read_body(request, self.options.max_body_bytes))
+        except BodyTooLarge as exc:
+            return _too_large(exc)
+        except BadEventBatch as exc:
+            return _bad_request(str(exc))
+        result = await self._event_hubs.deliver(name, events)
+        return JSONResponse(result.as_json())
 
     async def admin_invoke(self, request: Request) -> Response:
         """Core Tools' POST /admin/functions/<name> {"input": ...}: run a non-HTTP function."""
