@@ -53,8 +53,59 @@ def serve(
     ssl_keyfile: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; write `ready_file` once connections are accepted."""
-    sock = bind_socket(host, port)
-    actual_port = sock.getsockname()[1]
+    _serve(
+        app,
+        [bind_socket(host, port)],
+        host,
+        ready_file=ready_file,
+        extra_ready_info=extra_ready_info,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
+
+
+def serve_sockets(
+    app: Any,
+    sockets: list[socket.socket],
+    *,
+    ready_file: Path | None,
+    extra_ready_info: dict[str, Any] | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    graceful_shutdown_seconds: int = 3,
+) -> None:
+    """Serve one app on several bound sockets (the app tells them apart by scope["server"]).
+
+    The ready file's url and port are those of the first socket. Over TLS, an idle keep-alive
+    client holds shutdown for the whole grace period (it never answers close_notify): servers
+    with only short requests may pass a shorter one.
+    """
+    if not sockets:
+        raise ValueError("serve_sockets needs at least one bound socket")
+    _serve(
+        app,
+        sockets,
+        sockets[0].getsockname()[0],
+        ready_file=ready_file,
+        extra_ready_info=extra_ready_info,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        graceful_shutdown_seconds=graceful_shutdown_seconds,
+    )
+
+
+def _serve(
+    app: Any,
+    sockets: list[socket.socket],
+    host: str,
+    *,
+    ready_file: Path | None,
+    extra_ready_info: dict[str, Any] | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    graceful_shutdown_seconds: int = 3,
+) -> None:
+    actual_port = sockets[0].getsockname()[1]
     scheme = "https" if ssl_certfile else "http"
     config = uvicorn.Config(
         app,
@@ -63,12 +114,12 @@ def serve(
         lifespan="on",
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=graceful_shutdown_seconds,
     )
     server = uvicorn.Server(config)
 
     async def main() -> None:
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        serving = asyncio.create_task(server.serve(sockets=sockets))
         while not server.started:
             if serving.done():
                 await serving

@@ -1,0 +1,74 @@
+"""Assemble one emulated hub: its store, policies, authenticator, throttles, faults, delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from .delivery import EventDelivery
+from .endpoints import HubEndpoint, short_name
+from .faults import FaultInjector
+from .hub import Hub
+from .policies import DEFAULT_POLICY_RIGHTS
+from .sas import Authenticator
+from .store import HubStore
+from .throttling import TokenBucket, bucket_or_none
+
+DATABASE_SUFFIX = ".sqlite3"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-hub quotas; 0 turns one off."""
+
+    twin_updates_per_second: float = 50.0
+    identity_ops_per_minute: float = 0.0
+
+
+@dataclass
+class HubRuntime:
+    """Everything the HTTP layer needs to serve one hub's port."""
+
+    endpoint: HubEndpoint
+    hub: Hub
+    auth: Authenticator
+    faults: FaultInjector
+    twin_updates: TokenBucket | None
+    identity_ops: TokenBucket | None
+    delivery: EventDelivery | None
+
+    def close(self) -> None:
+        self.hub.store.close()
+
+
+def database_path(data_dir: Path, hub_name: str) -> Path:
+    return data_dir / f"{hub_name}{DATABASE_SUFFIX}"
+
+
+def open_hub(
+    data_dir: Path,
+    name: str,
+    port: int,
+    *,
+    limits: Limits,
+    bearer_tokens: Collection[str] = (),
+    events_url: str | None = None,
+) -> HubRuntime:
+    """Open (creating on first start) the hub's database and keys; `{hub}` in events_url
+    becomes the hub's short name, so each hub may post to its own Event Hub path."""
+    store = HubStore(database_path(data_dir, name), record_delivery=events_url is not None)
+    endpoint = HubEndpoint(name=name, port=port, policies=store.policies(DEFAULT_POLICY_RIGHTS))
+    delivery = None
+    if events_url is not None:
+        delivery = EventDelivery(name, store, events_url.replace("{hub}", short_name(name)))
+    hub = Hub(short_name(name), store, on_event=delivery.wake if delivery else None)
+    return HubRuntime(
+        endpoint=endpoint,
+        hub=hub,
+        auth=Authenticator(endpoint.policies, endpoint.token_resources(), bearer_tokens),
+        faults=FaultInjector(),
+        twin_updates=bucket_or_none(limits.twin_updates_per_second, 1.0),
+        identity_ops=bucket_or_none(limits.identity_ops_per_minute, 60.0),
+        delivery=delivery,
+    )
