@@ -1,4 +1,9 @@
-"""`python -m devstack up`: the whole local stack in the foreground; Ctrl-C stops all of it."""
+"""`python -m devstack up`: the whole local stack in the foreground; Ctrl-C stops all of it.
+
+Start order follows the dependencies: TLS -> asset service -> IoT Hub emulator (its keys go
+into the app's settings, its notifications to the function host) -> dev functions host ->
+DPS emulator (its enrollment group calls the webhook and creates devices on the hubs).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -19,9 +25,13 @@ from rich.table import Table
 
 from devstack.processes import Child, ChildFailed, start_child, stop_children, wait_ready
 from devstack.serving import write_ready_file
+from devstack.tls import DevstackTls, ensure_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT / ".devstack"
+TWIN_EVENTS_HUB = "twin-changes"
+"""The Event Hub name the hubs' twin-change notifications are routed to (one for all hubs)."""
+DEFAULT_HUBS = {"hub-us-east.azure-devices.net": 8443, "hub-eu-west.azure-devices.net": 8444}
 
 
 @dataclass(frozen=True)
@@ -29,8 +39,11 @@ class StackOptions:
     data_dir: Path = DEFAULT_DATA_DIR
     function_port: int = 7071
     asset_port: int = 7080
+    dps_port: int = 9443
+    hubs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_HUBS))
     function_key: str | None = None
     script_root: Path = REPO_ROOT
+    dps_retry_scale: float = 1.0
 
 
 class _Stop(Exception):
@@ -47,11 +60,119 @@ def local_settings(script_root: Path, console: Console) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+class _Stack:
+    """The running parts, started in dependency order."""
+
+    def __init__(self, options: StackOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.data_dir = options.data_dir.resolve()
+        self.run_dir = self.data_dir / "run"
+        self.children: list[Child] = []
+        self.tls: DevstackTls = ensure_tls(self.data_dir)
+        settings = local_settings(options.script_root, console)
+        self.asset_key = settings.get("ASSET_API_KEY") or "devstack-asset-key"
+
+    def _start(self, name: str, module: str, args: list[str], **kwargs: Any) -> Child:
+        child = start_child(name, module, args, run_dir=self.run_dir, **kwargs)
+        self.children.append(child)
+        return wait_ready(child)
+
+    def start(self) -> dict[str, Any]:
+        assets = self._start(
+            "asset-service",
+            "devstack.asset_service",
+            ["--port", str(self.options.asset_port), "--data-dir", str(self.data_dir / "assets")]
+            + ["--api-key", self.asset_key],
+        )
+        function_port = self.options.function_port or _free_port()
+        function_url = f"http://127.0.0.1:{function_port}"
+        hub_args = [
+            arg for name, port in self.options.hubs.items() for arg in ("--hub", f"{name}={port}")
+        ]
+        iothub = self._start(
+            "iothub-emulator",
+            "devstack.iothub_emulator",
+            ["--data-dir", str(self.data_dir / "iothub"), *hub_args]
+            + ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
+            + ["--events-url", f"{function_url}/admin/devstack/eventhubs/{TWIN_EVENTS_HUB}"],
+        )
+        hubs: dict[str, dict[str, Any]] = iothub.info["hubs"]
+        host_args = ["--script-root", str(self.options.script_root), "--port", str(function_port)]
+        if self.options.function_key:
+            host_args += ["--function-key", self.options.function_key]
+        host = self._start(
+            "function-host",
+            "devstack.function_host",
+            host_args,
+            cwd=self.options.script_root,
+            env={
+                "ASSET_API_URL": assets.url,
+                "ASSET_API_KEY": self.asset_key,
+                "IOT_HUB_CONNECTION_STRINGS": json.dumps(
+                    {name: hub["connectionString"] for name, hub in hubs.items()}
+                ),
+                "IOT_HUB_CA_BUNDLE": str(self.tls.ca_cert),
+                "TWIN_EVENTS_HUB": TWIN_EVENTS_HUB,
+            },
+        )
+        allocate_url = f"{host.url}/api/allocate"
+        from devstack.dps_emulator.enrollment_groups import ensure_default_enrollment_group
+
+        dps_dir = self.data_dir / "dps"
+        webhook = allocate_url + (
+            f"?code={self.options.function_key}" if self.options.function_key else ""
+        )
+        group = ensure_default_enrollment_group(dps_dir, webhook_url=webhook, hubs=list(hubs))
+        hubs_file = self.run_dir / "hubs.json"
+        hubs_file.write_text(json.dumps(hubs))
+        dps = self._start(
+            "dps-emulator",
+            "devstack.dps_emulator",
+            ["--data-dir", str(dps_dir), "--port", str(self.options.dps_port)]
+            + ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
+            + ["--hubs-file", str(hubs_file), "--ca-bundle", str(self.tls.ca_cert)]
+            + ["--retry-scale", str(self.options.dps_retry_scale)],
+        )
+        return {
+            "functionHost": host.url,
+            "allocateUrl": allocate_url,
+            "functionKey": self.options.function_key,
+            "assetApi": assets.url,
+            "assetApiKey": self.asset_key,
+            "hubs": {
+                name: {"url": hub["url"], "connectionString": hub["connectionString"]}
+                for name, hub in hubs.items()
+            },
+            "twinEventsHub": TWIN_EVENTS_HUB,
+            "dps": {
+                "host": dps.info["host"],
+                "port": dps.info["port"],
+                "idScope": dps.info["idScope"],
+            },
+            "tls": {"caCert": str(self.tls.ca_cert)},
+            "enrollmentGroups": [
+                {"id": group.group_id, "record": str(group.record_path)}
+                | {"caCert": str(group.ca_cert), "caKey": str(group.ca_key)}
+            ],
+            "dataDir": str(self.data_dir),
+            "logs": {child.name: str(child.log_path) for child in self.children},
+            "pids": {child.name: child.process.pid for child in self.children},
+            "startedAt": datetime.now(UTC).isoformat(),
+        }
+
+    def watch(self) -> None:
+        while True:
+            for child in self.children:
+                code = child.process.poll()
+                if code is not None:
+                    raise ChildFailed(f"{child.name} exited with code {code}:\n{child.log_tail()}")
+            time.sleep(0.2)
+
+
 def run_stack(options: StackOptions, console: Console | None = None) -> int:
     console = console or Console()
-    data_dir = options.data_dir.resolve()
-    run_dir = data_dir / "run"
-    stack_file = data_dir / "stack.json"
+    stack_file = options.data_dir.resolve() / "stack.json"
     running = running_stack(stack_file)
     if running:
         console.print(
@@ -59,61 +180,21 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
             f"(pids {', '.join(map(str, running))}); stop it with Ctrl-C first"
         )
         return 1
-    settings = local_settings(options.script_root, console)
-    asset_key = settings.get("ASSET_API_KEY") or "devstack-asset-key"
-
-    children: list[Child] = []
-    wrote_stack_file = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    stack: _Stack | None = None
+    wrote_stack_file = False
     try:
-        assets = start_child(
-            "asset-service",
-            "devstack.asset_service",
-            [
-                "--port",
-                str(options.asset_port),
-                "--data-dir",
-                str(data_dir / "assets"),
-                "--api-key",
-                asset_key,
-            ],
-            run_dir=run_dir,
-        )
-        children.append(assets)
-        wait_ready(assets)
-        host_args = [
-            "--script-root",
-            str(options.script_root),
-            "--port",
-            str(options.function_port),
-        ]
-        if options.function_key:
-            host_args += ["--function-key", options.function_key]
-        host = start_child(
-            "function-host",
-            "devstack.function_host",
-            host_args,
-            run_dir=run_dir,
-            cwd=options.script_root,
-            env={"ASSET_API_URL": assets.url, "ASSET_API_KEY": asset_key},
-        )
-        children.append(host)
-        wait_ready(host)
-        description = describe(assets, host, options, asset_key, data_dir)
+        stack = _Stack(options, console)
+        description = stack.start()
         write_ready_file(stack_file, description)
         wrote_stack_file = True
-        print_summary(console, description, run_dir)
-        while True:
-            for child in children:
-                code = child.process.poll()
-                if code is not None:
-                    raise ChildFailed(f"{child.name} exited with code {code}:\n{child.log_tail()}")
-            time.sleep(0.2)
+        print_summary(console, description)
+        stack.watch()
     except _Stop:
         console.print("\nstopping the stack...")
         return 0
@@ -123,12 +204,14 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_children(children)
+        if stack is not None:
+            stop_children(list(reversed(stack.children)))
         if wrote_stack_file:
             stack_file.unlink(missing_ok=True)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         console.print("[dim]all devstack processes stopped[/dim]")
+    return 0
 
 
 def running_stack(stack_file: Path) -> list[int]:
@@ -149,25 +232,15 @@ def running_stack(stack_file: Path) -> list[int]:
     return alive
 
 
-def describe(
-    assets: Child, host: Child, options: StackOptions, asset_key: str, data_dir: Path
-) -> dict[str, Any]:
-    """What .devstack/stack.json holds: for people and for scripts (the simulator, tests)."""
-    allocate = f"{host.url}/api/allocate"
-    return {
-        "functionHost": host.url,
-        "allocateUrl": allocate,
-        "functionKey": options.function_key,
-        "assetApi": assets.url,
-        "assetApiKey": asset_key,
-        "dataDir": str(data_dir),
-        "logs": {child.name: str(child.log_path) for child in (assets, host)},
-        "pids": {child.name: child.process.pid for child in (assets, host)},
-        "startedAt": datetime.now(UTC).isoformat(),
-    }
+def _free_port() -> int:
+    """Resolve port 0 up front for the function host: the IoT Hub emulator needs its URL first."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def print_summary(console: Console, description: dict[str, Any], run_dir: Path) -> None:
+def print_summary(console: Console, description: dict[str, Any]) -> None:
     table = Table(title="devstack is running", title_justify="left")
     table.add_column("part", no_wrap=True)
     table.add_column("where", overflow="fold")
@@ -176,9 +249,20 @@ def print_summary(console: Console, description: dict[str, Any], run_dir: Path) 
     table.add_row("dev functions host", description["functionHost"], logs["function-host"])
     table.add_row("  allocation webhook", f"POST {description['allocateUrl']}", "")
     table.add_row("reference asset service", description["assetApi"], logs["asset-service"])
+    for name, hub in description["hubs"].items():
+        table.add_row(f"IoT Hub {name.split('.')[0]}", hub["url"], logs["iothub-emulator"])
+    dps = description["dps"]
+    table.add_row(
+        "DPS (mTLS)",
+        f"https://{dps['host']}:{dps['port']}  idScope {dps['idScope']}",
+        logs["dps-emulator"],
+    )
     console.print(table)
+    group = description["enrollmentGroups"][0]
+    console.print(f"enrollment group {group['id']}: CA {_short(Path(group['caCert']))}")
+    console.print(f"trust for every HTTPS endpoint: {_short(Path(description['tls']['caCert']))}")
     console.print(f"stack description: {_short(Path(description['dataDir']) / 'stack.json')}")
-    console.print("try:   .venv/bin/python -m devstack.simulate --devices 50")
+    console.print("try:   .venv/bin/python -m devstack.simulate --devices 50 --via dps")
     console.print("Ctrl-C stops everything.")
 
 
@@ -198,13 +282,34 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     up.add_argument("--function-port", type=int, default=7071)
     up.add_argument("--asset-port", type=int, default=7080)
+    up.add_argument("--dps-port", type=int, default=9443)
+    up.add_argument(
+        "--hub-port",
+        action="append",
+        metavar="NAME=PORT",
+        help="IoT hub and its port (repeatable; default: the two demo hubs on 8443/8444)",
+    )
     up.add_argument("--function-key", help="enforce this function key (Core Tools does not)")
+    up.add_argument(
+        "--dps-retry-scale", type=float, default=1.0, help="scale DPS's webhook retry delays"
+    )
     args = parser.parse_args(argv)
+    hubs = dict(DEFAULT_HUBS)
+    if args.hub_port:
+        hubs = {}
+        for item in args.hub_port:
+            name, _, port = item.partition("=")
+            if not name or not port.isdigit():
+                parser.error(f"--hub-port takes NAME=PORT, got {item!r}")
+            hubs[name] = int(port)
     options = StackOptions(
         data_dir=args.data_dir,
         function_port=args.function_port,
         asset_port=args.asset_port,
+        dps_port=args.dps_port,
+        hubs=hubs,
         function_key=args.function_key,
+        dps_retry_scale=args.dps_retry_scale,
     )
     return run_stack(options)
 

@@ -39,6 +39,14 @@ def _up(data_dir: Path) -> subprocess.Popen[str]:
             "0",
             "--asset-port",
             "0",
+            "--dps-port",
+            "0",
+            "--hub-port",
+            "hub-us-east.azure-devices.net=0",
+            "--hub-port",
+            "hub-eu-west.azure-devices.net=0",
+            "--dps-retry-scale",
+            "0.01",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -75,6 +83,31 @@ def test_the_stack_serves_then_ctrl_c_stops_every_process(tmp_path):
             timeout=5,
         ).json()
         assert linked["deviceId"] == "sensor-2001"
+        assert set(stack["hubs"]) == {
+            "hub-us-east.azure-devices.net",
+            "hub-eu-west.azure-devices.net",
+        }
+        assert Path(stack["tls"]["caCert"]).is_file()
+        assert stack["dps"]["idScope"]
+        [group] = stack["enrollmentGroups"]
+        assert Path(group["caCert"]).is_file()
+        assert Path(group["caKey"]).is_file()
+
+        # The whole journey through the stack as started: devices register with DPS over mTLS.
+        simulated = subprocess.run(
+            [sys.executable, "-m", "devstack.simulate", "--devices", "6", "--json"]
+            + ["--stack", str(stack_file)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert simulated.returncode == 0, simulated.stderr[-2000:]
+        summary = json.loads(simulated.stdout)
+        assert summary["via"] == "dps"
+        assert summary["statuses"] == {"assigned": 6}
+        assert summary["roles"] == {"sensor": 2, "actuator": 2, "gateway": 2}
 
         second = _up(data_dir)
         output, _ = second.communicate(timeout=30)
@@ -104,6 +137,8 @@ def test_the_simulator_onboards_a_fleet_and_reports_it(stack: RunningStack):
             "--devices",
             "12",
             "--json",
+            "--via",
+            "webhook",
             "--stack",
             str(stack.stack_json()),
         ],
@@ -143,6 +178,8 @@ def test_the_simulator_exits_nonzero_when_devices_fail(stack: RunningStack, tmp_
             "--devices",
             "3",
             "--json",
+            "--via",
+            "webhook",
             "--stack",
             str(path),
         ],

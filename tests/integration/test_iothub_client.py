@@ -1,0 +1,233 @@
+"""The app's IoT Hub client (azure-iot-hub SDK underneath) against the IoT Hub emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+
+from devstack.processes import stop_children
+from iothub_client import (
+    DeviceNotFound,
+    HubAccessDenied,
+    HubConnections,
+    HubThrottled,
+    HubUnavailable,
+    TwinPatch,
+    TwinPreconditionFailed,
+    UnknownHub,
+)
+from iothub_client.sdk_adapter import SdkIotHubRegistry
+from tests.integration.iothub_fixtures import (
+    BEARER_TOKEN,
+    HUB_EU,
+    HUB_US,
+    RunningIotHubEmulator,
+    iothub_emulator,
+    start_iothub_emulator,
+)
+
+__all__ = ["iothub_emulator"]
+
+
+def registry_for(emulator: RunningIotHubEmulator, **overrides: str) -> SdkIotHubRegistry:
+    strings = {hub: emulator.connection_string(hub) for hub in (HUB_US, HUB_EU)}
+    strings.update(overrides)
+    return SdkIotHubRegistry(
+        HubConnections.from_connection_strings(strings),
+        timeout_seconds=5,
+        ca_bundle=emulator.ca_cert,
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(iothub_emulator: RunningIotHubEmulator) -> SdkIotHubRegistry:
+    return registry_for(iothub_emulator)
+
+
+def new_device(emulator: RunningIotHubEmulator, hub: str = HUB_US) -> str:
+    device_id = f"dev-{uuid.uuid4().hex[:8]}"
+    emulator.registry_manager(hub).create_device_with_certificate_authority(device_id, "enabled")
+    return device_id
+
+
+async def test_twins_read_and_update_with_their_etag(iothub_emulator, registry):
+    device_id = new_device(iothub_emulator)
+    twin = await registry.get_twin(HUB_US, device_id)
+    assert (twin.device_id, twin.hub, twin.tags) == (device_id, HUB_US, {})
+    updated = await registry.update_twin(
+        HUB_US,
+        device_id,
+        TwinPatch(tags={"assetId": "AST-1"}, desired={"rolePermissions": {"role": "sensor"}}),
+        etag=twin.etag,
+    )
+    assert updated.etag != twin.etag
+    assert updated.version == (twin.version or 0) + 1
+    assert updated.tags == {"assetId": "AST-1"}
+    assert updated.desired == {"rolePermissions": {"role": "sensor"}}
+    assert "$metadata" not in updated.desired
+    assert updated.desired_version is not None
+
+    cleared = await registry.update_twin(
+        HUB_US, device_id, TwinPatch(desired={"rolePermissions": None}), etag=None
+    )
+    assert cleared.desired == {}
+    assert cleared.tags == {"assetId": "AST-1"}
+
+
+async def test_a_stale_etag_is_precondition_failed(iothub_emulator, registry):
+    device_id = new_device(iothub_emulator)
+    twin = await registry.get_twin(HUB_US, device_id)
+    await registry.update_twin(HUB_US, device_id, TwinPatch(tags={"a": 1}), etag=twin.etag)
+    with pytest.raises(TwinPreconditionFailed, match="412"):
+        await registry.update_twin(HUB_US, device_id, TwinPatch(tags={"a": 2}), etag=twin.etag)
+    assert (await registry.get_twin(HUB_US, device_id)).tags == {"a": 1}
+
+
+async def test_devices_are_read_disabled_and_deleted(iothub_emulator, registry):
+    device_id = new_device(iothub_emulator, HUB_EU)
+    device = await registry.get_device(HUB_EU, device_id)
+    assert (device.status, device.authentication_type) == ("enabled", "certificateAuthority")
+    disabled = await registry.disable_device(HUB_EU, device_id)
+    assert disabled.status == "disabled"
+    assert disabled.authentication_type == "certificateAuthority"
+    assert (await registry.disable_device(HUB_EU, device_id)).status == "disabled"
+    await registry.delete_device(HUB_EU, device_id)
+    with pytest.raises(DeviceNotFound, match="DeviceNotFound"):
+        await registry.get_device(HUB_EU, device_id)
+    with pytest.raises(DeviceNotFound):
+        await registry.get_twin(HUB_EU, device_id)
+
+
+async def test_disabling_keeps_a_sas_device_on_sas(iothub_emulator, registry):
+    device_id = f"sas-{uuid.uuid4().hex[:8]}"
+    iothub_emulator.registry_manager(HUB_US).create_device_with_sas(
+        device_id, None, None, "enabled"
+    )
+    disabled = await registry.disable_device(HUB_US, device_id)
+    assert (disabled.status, disabled.authentication_type) == ("disabled", "sas")
+
+
+async def test_a_stale_etag_on_delete_is_refused(iothub_emulator, registry):
+    device_id = new_device(iothub_emulator)
+    before = await registry.get_device(HUB_US, device_id)
+    await registry.disable_device(HUB_US, device_id)
+    with pytest.raises(TwinPreconditionFailed):
+        await registry.delete_device(HUB_US, device_id, etag=before.etag)
+    assert (await registry.get_device(HUB_US, device_id)).status == "disabled"
+
+
+async def test_a_wrong_key_is_access_denied_and_never_printed(iothub_emulator):
+    good = iothub_emulator.connection_string(HUB_US)
+    wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXkhIQ=="
+    bad = good.rsplit("SharedAccessKey=", 1)[0] + f"SharedAccessKey={wrong_key}"
+    registry = registry_for(iothub_emulator, **{HUB_US: bad})
+    with pytest.raises(HubAccessDenied, match="401") as caught:
+        await registry.get_twin(HUB_US, "anything")
+    assert wrong_key not in str(caught.value)
+
+
+async def test_an_unconfigured_hub_is_named(registry):
+    with pytest.raises(UnknownHub, match=r"hub-ap-south\.azure-devices\.net"):
+        await registry.get_twin("hub-ap-south.azure-devices.net", "d")
+
+
+async def test_a_fault_is_unavailable_at_once_because_sdk_retries_are_off(
+    iothub_emulator, registry
+):
+    device_id = new_device(iothub_emulator)
+    with iothub_emulator.http(HUB_US) as http:
+        rule = {"status": 503, "count": 1, "pathPrefix": f"/twins/{device_id}"}
+        assert http.post("/devstack/faults", json=rule).status_code < 300
+    started = time.perf_counter()
+    with pytest.raises(HubUnavailable):
+        await registry.get_twin(HUB_US, device_id)
+    # urllib3 would otherwise retry a 503 four times over ~5 s.
+    assert time.perf_counter() - started < 2.0
+    assert (await registry.get_twin(HUB_US, device_id)).device_id == device_id
+
+
+async def test_a_closed_port_is_unavailable(iothub_emulator):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = f"HostName=127.0.0.1:{port};SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5"
+    registry = registry_for(iothub_emulator, **{HUB_US: conn})
+    with pytest.raises(HubUnavailable):
+        await registry.get_twin(HUB_US, "d")
+
+
+async def test_concurrent_calls_share_no_session_across_threads(iothub_emulator, registry):
+    device_ids = [new_device(iothub_emulator) for _ in range(4)]
+    twins = await asyncio.gather(*(registry.get_twin(HUB_US, device_ids[n % 4]) for n in range(40)))
+    assert {twin.device_id for twin in twins} == set(device_ids)
+
+
+class _StaticToken:
+    """Stands in for azure-identity's ManagedIdentityCredential (get_token is its contract)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@pytest.mark.parametrize(("token", "works"), [(BEARER_TOKEN, True), ("not-the-token", False)])
+async def test_managed_identity_sends_a_bearer_token(iothub_emulator, token, works):
+    device_id = new_device(iothub_emulator)
+    credential = _StaticToken(token)
+    registry = SdkIotHubRegistry(
+        HubConnections.managed_identity([HUB_US], {HUB_US: iothub_emulator.hub(HUB_US).host_name}),
+        timeout_seconds=5,
+        ca_bundle=iothub_emulator.ca_cert,
+        credential_factory=lambda: credential,
+    )
+    if works:
+        assert (await registry.get_twin(HUB_US, device_id)).device_id == device_id
+    else:
+        with pytest.raises(HubAccessDenied):
+            await registry.get_twin(HUB_US, device_id)
+    assert ("https://iothubs.azure.net/.default",) in credential.scopes
+
+
+@pytest.fixture(scope="module")
+def slow_hub(tmp_path_factory) -> Iterator[RunningIotHubEmulator]:
+    base = tmp_path_factory.mktemp("slow-hub")
+    emulator = start_iothub_emulator(
+        base / "run",
+        base / "data" / "iothub",
+        hubs=((HUB_US, 0),),
+        extra_args=["--twin-updates-per-second", "2"],
+    )
+    yield emulator
+    stop_children([emulator.child])
+
+
+async def test_over_the_twin_update_limit_is_throttled_with_retry_after(slow_hub):
+    registry = SdkIotHubRegistry(
+        HubConnections.from_connection_strings({HUB_US: slow_hub.connection_string(HUB_US)}),
+        timeout_seconds=5,
+        ca_bundle=slow_hub.ca_cert,
+    )
+    device_id = new_device(slow_hub)
+    results = await asyncio.gather(
+        *(
+            registry.update_twin(HUB_US, device_id, TwinPatch(tags={"n": n}), etag=None)
+            for n in range(8)
+        ),
+        return_exceptions=True,
+    )
+    throttled = [r for r in results if isinstance(r, HubThrottled)]
+    assert throttled, results
+    assert all(r.retry_after is not None and r.retry_after >= 1 for r in throttled)
+    assert len(throttled) < len(results)
+    assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, HubThrottled)]
