@@ -6,6 +6,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,3 +110,80 @@ def stop_children(children: Sequence[Child], timeout: float = 8.0) -> None:
             child.process.kill()
             child.process.wait()
         child.ready_file.unlink(missing_ok=True)
+
+
+def start_command(
+    name: str,
+    argv: Sequence[str],
+    *,
+    run_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Child:
+    """Start any program (not a devstack module) the same way: dies with us, logs to <name>.log.
+
+    Such programs write no ready file: wait for them with wait_listening(). Ours is written
+    there once they are ready, so a reader of run_dir sees the same files for every part.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ready_file = run_dir / f"{name}.ready.json"
+    ready_file.unlink(missing_ok=True)
+    log_path = run_dir / f"{name}.log"
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            preexec_fn=_die_with_parent,
+        )
+    return Child(name=name, process=process, ready_file=ready_file, log_path=log_path)
+
+
+def wait_listening(
+    children: Sequence[tuple[Child, int]], *, host: str = "127.0.0.1", timeout: float = 30.0
+) -> None:
+    """Block until each child's port accepts TCP connections, then write its ready file.
+
+    If one exits or is still not listening at the deadline, all of them are stopped and
+    ChildFailed carries that one's log.
+    """
+    deadline = time.monotonic() + timeout
+    pending = list(children)
+    while pending:
+        for child, port in list(pending):
+            code = child.process.poll()
+            if code is not None:
+                stop_children([c for c, _ in children])
+                raise ChildFailed(f"{child.name} exited with code {code}:\n{child.log_tail()}")
+            if _accepts(host, port):
+                child.info = {
+                    "url": f"http://{host}:{port}",
+                    "port": port,
+                    "pid": child.process.pid,
+                }
+                tmp = child.ready_file.with_name(child.ready_file.name + ".tmp")
+                tmp.write_text(json.dumps(child.info))
+                os.replace(tmp, child.ready_file)
+                pending.remove((child, port))
+        if pending and time.monotonic() >= deadline:
+            child, port = pending[0]
+            stop_children([c for c, _ in children])
+            raise ChildFailed(
+                f"{child.name} was not listening on {host}:{port} after {timeout:.0f} s:\n"
+                f"{child.log_tail()}"
+            )
+        if pending:
+            time.sleep(0.05)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

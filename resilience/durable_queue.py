@@ -1,0 +1,243 @@
+"""Durable queues: the port the app writes work to, and its Azure Storage queue adapter.
+
+A message is a JSON object, serialised compactly and encoded as the Functions host reads queue
+triggers (host.json extensions.queues.messageEncoding): base64 of its UTF-8 by default, or the
+plain text with "none". Logs carry the queue name and message id, never a message body (it may
+hold device data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+from collections.abc import Awaitable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
+
+if TYPE_CHECKING:
+    from azure.storage.queue.aio import QueueClient
+
+_logger = logging.getLogger("resilience")
+T = TypeVar("T")
+
+QueueEncoding = Literal["base64", "none"]
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Azure Storage's limit on one message as sent, i.e. after encoding (base64 adds a third)."""
+
+_QUEUE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_TOO_LARGE_CODES = {"RequestBodyTooLarge", "MessageTooLarge"}
+
+
+class QueueError(Exception):
+    """Base of every durable queue failure. Messages never carry a message body or a key."""
+
+    def __init__(self, message: str, *, queue_name: str) -> None:
+        super().__init__(message)
+        self.queue_name = queue_name
+
+
+class QueueUnavailable(QueueError):
+    """Transport error, timeout or 5xx: transient, worth a retry later.
+
+    When the answer was lost the message may still have landed: consumers are idempotent.
+    """
+
+
+class QueueRejected(QueueError):
+    """The queue will not take this message (too large, not JSON, 4xx): retrying won't help.
+
+    `status` is the service's HTTP status (None when refused before sending), `code` its
+    error code (e.g. RequestBodyTooLarge, AuthenticationFailed).
+    """
+
+    def __init__(
+        self, message: str, *, queue_name: str, status: int | None, code: str | None
+    ) -> None:
+        super().__init__(message, queue_name=queue_name)
+        self.status = status
+        self.code = code
+
+
+class DurableQueue(Protocol):
+    """Where work goes that must survive this process: at-least-once delivery to a trigger."""
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Enqueue one JSON object; raises QueueUnavailable or QueueRejected."""
+        ...
+
+
+class StorageQueue:
+    """DurableQueue on one Azure Storage queue (azure-storage-queue's async client).
+
+    The queue is created on first use if missing (and again if it is deleted later). One
+    client, and so one aiohttp connection pool, serves every send; aclose() releases it. The
+    SDK's own retries are off: the caller's policy decides, within `timeout_seconds` per send.
+    """
+
+    def __init__(
+        self,
+        connection_string: str,
+        queue_name: str,
+        *,
+        encoding: QueueEncoding = "base64",
+        timeout_seconds: float = 5,
+    ) -> None:
+        if not (3 <= len(queue_name) <= 63 and _QUEUE_NAME.fullmatch(queue_name)):
+            raise ValueError(
+                f"invalid queue name {queue_name!r}: 3-63 lowercase letters, digits and single "
+                "hyphens, starting and ending with a letter or digit"
+            )
+        if encoding not in get_args(QueueEncoding):
+            raise ValueError(f"queue encoding must be 'base64' or 'none', not {encoding!r}")
+        if timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        self._connection_string = connection_string
+        self.queue_name = queue_name
+        self.encoding: QueueEncoding = encoding
+        self._timeout = timeout_seconds
+        self._client: QueueClient | None = None
+        self._queue_exists = False
+        self._create_lock = asyncio.Lock()
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        try:
+            text = self._encoded(message)
+            async with asyncio.timeout(self._timeout):
+                message_id = await self._send_text(text)
+        except TimeoutError as exc:
+            self._log_failure("timeout")
+            raise self._timed_out() from exc
+        except QueueError as exc:
+            self._log_failure(type(exc).__name__)
+            raise
+        _logger.debug("message queued", extra={"queue": self.queue_name, "messageId": message_id})
+
+    async def aclose(self) -> None:
+        """Close the client's connections; a later send opens new ones."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> StorageQueue:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _encoded(self, message: Mapping[str, Any]) -> str:
+        try:
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            data = text.encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            # The exception text names a type or value, not the message: safe to keep.
+            raise QueueRejected(
+                f"queue {self.queue_name}: message is not JSON-serialisable ({exc})",
+                queue_name=self.queue_name,
+                status=None,
+                code="NotJson",
+            ) from None
+        if self.encoding == "base64":
+            text = base64.b64encode(data).decode("ascii")
+            data = text.encode("ascii")
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise QueueRejected(
+                f"queue {self.queue_name}: message is {len(data)} bytes as sent "
+                f"({self.encoding} encoding); Azure Storage queue messages are limited to "
+                f"64 KiB ({MAX_MESSAGE_BYTES} bytes)",
+                queue_name=self.queue_name,
+                status=None,
+                code="MessageTooLarge",
+            )
+        return text
+
+    async def _send_text(self, text: str) -> str:
+        client = self._queue_client()
+        if not self._queue_exists:
+            await self._create_queue(client)
+        try:
+            sent = await self._call(client.send_message(text))
+        except QueueRejected as exc:
+            if exc.status != 404 or exc.code != "QueueNotFound":
+                raise
+            # Deleted since we created it: a 404 means nothing landed, so sending again is safe.
+            self._queue_exists = False
+            await self._create_queue(client)
+            sent = await self._call(client.send_message(text))
+        return str(sent.id)
+
+    async def _create_queue(self, client: QueueClient) -> None:
+        async with self._create_lock:
+            if self._queue_exists:
+                return
+            try:
+                await self._call(client.create_queue())
+            except QueueRejected as exc:
+                # Created meanwhile by someone else: 204 (same metadata) or 409 (other metadata).
+                if exc.code != "QueueAlreadyExists" and exc.status != 409:
+                    raise
+            self._queue_exists = True
+            _logger.info("queue ready", extra={"queue": self.queue_name})
+
+    def _queue_client(self) -> QueueClient:
+        if self._client is None:
+            from azure.storage.queue.aio import QueueClient
+
+            self._client = QueueClient.from_connection_string(
+                self._connection_string,
+                self.queue_name,
+                retry_total=0,
+                connection_timeout=self._timeout,
+                read_timeout=self._timeout,
+            )
+        return self._client
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        """Await an SDK call, mapping its failures to QueueUnavailable / QueueRejected."""
+        from azure.core.exceptions import (
+            AzureError,
+            HttpResponseError,
+            ServiceRequestTimeoutError,
+            ServiceResponseTimeoutError,
+        )
+
+        try:
+            return await call
+        except HttpResponseError as exc:
+            raise self._mapped(exc) from exc
+        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
+            raise self._timed_out() from exc
+        except AzureError as exc:
+            # ServiceRequestError (refused, reset, DNS) or ServiceResponseError: transport trouble.
+            raise QueueUnavailable(
+                f"queue {self.queue_name}: {type(exc).__name__} talking to the queue service",
+                queue_name=self.queue_name,
+            ) from exc
+
+    def _timed_out(self) -> QueueUnavailable:
+        return QueueUnavailable(
+            f"queue {self.queue_name}: no answer within {self._timeout:g} s",
+            queue_name=self.queue_name,
+        )
+
+    def _mapped(self, exc: Any) -> QueueError:
+        status = int(getattr(exc, "status_code", None) or 0)
+        raw_code = getattr(exc, "error_code", None)  # a str, or the SDK's StorageErrorCode enum
+        code = str(getattr(raw_code, "value", raw_code)) if raw_code else None
+        detail = f"queue {self.queue_name}: the queue service answered {status or 'nothing'}"
+        detail += f" ({code})" if code else ""
+        if status in (408, 429) or status >= 500 or status == 0:
+            return QueueUnavailable(detail, queue_name=self.queue_name)
+        if status == 413 or code in _TOO_LARGE_CODES:
+            detail += f": messages are limited to 64 KiB ({MAX_MESSAGE_BYTES} bytes) as sent"
+        return QueueRejected(detail, queue_name=self.queue_name, status=status, code=code)
+
+    def _log_failure(self, reason: str) -> None:
+        _logger.warning("queue send failed", extra={"queue": self.queue_name, "reason": reason})

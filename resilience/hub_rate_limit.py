@@ -1,0 +1,109 @@
+"""Stay under each hub's twin-update throttle, and treat a 429 as backpressure.
+
+IoT Hub S1 allows 50 twin updates/s per hub (S3: 250/s/unit); every writer of a hub shares
+that quota, DPS included. A token bucket per hub keeps our writes under the configured rate;
+a 429 pauses that hub's bucket for everyone for its Retry-After, then the write is retried
+until a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from iothub_client import DeviceRecord, HubThrottled, IotHubRegistry, Twin, TwinPatch
+
+
+class TokenBucket:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = rate
+        self._capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self._capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._updated = clock()
+        self._not_before = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for a token; callers are served in arrival order."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                self._tokens = min(
+                    self._capacity, self._tokens + (now - self._updated) * self._rate
+                )
+                self._updated = now
+                wait = max(self._not_before - now, (1 - self._tokens) / self._rate)
+                # A microsecond of float dust must not turn into a sleep that moves no clock.
+                if wait <= 1e-6:
+                    self._tokens = max(0.0, self._tokens - 1)
+                    return
+                await self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """The hub said 429: nobody writes to it until Retry-After has passed."""
+        self._not_before = max(self._not_before, self._clock() + seconds)
+        self._tokens = min(self._tokens, 0.0)
+
+
+class RateLimitedIotHubRegistry:
+    """Wraps any IotHubRegistry; only twin updates spend the hub's write quota."""
+
+    def __init__(
+        self,
+        inner: IotHubRegistry,
+        *,
+        twin_updates_per_second: float,
+        max_wait_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._inner = inner
+        self._rate = twin_updates_per_second
+        self._max_wait = max_wait_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, hub: str) -> TokenBucket:
+        key = hub.lower()
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(self._rate, clock=self._clock, sleep=self._sleep)
+        return self._buckets[key]
+
+    async def update_twin(
+        self, hub: str, device_id: str, patch: TwinPatch, *, etag: str | None
+    ) -> Twin:
+        deadline = self._clock() + self._max_wait
+        bucket = self.bucket(hub)
+        while True:
+            await bucket.acquire()
+            try:
+                return await self._inner.update_twin(hub, device_id, patch, etag=etag)
+            except HubThrottled as throttled:
+                pause = throttled.retry_after if throttled.retry_after is not None else 1.0
+                if self._clock() + pause > deadline:
+                    raise
+                bucket.pause(pause)
+
+    async def get_twin(self, hub: str, device_id: str) -> Twin:
+        return await self._inner.get_twin(hub, device_id)
+
+    async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
+        return await self._inner.get_device(hub, device_id)
+
+    async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        return await self._inner.disable_device(hub, device_id)
+
+    async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
+        await self._inner.delete_device(hub, device_id, etag=etag)

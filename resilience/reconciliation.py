@@ -1,0 +1,58 @@
+"""Work that could not finish now and must not be lost: recorded on the reconciliation queue.
+
+The message carries what a later handler (or an operator) needs to finish or judge it, and
+never a secret: identifiers, the reason, and the event as received (size-capped).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_EVENT_CHARS = 16_000
+"""Storage queue messages are at most 64 KB; base64 costs a third, so keep the event small."""
+
+
+class ReconciliationMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    kind: Literal["twinChange", "assetChange", "allocation"]
+    reason: str = Field(max_length=200)
+    detail: str = Field(max_length=2000)
+    permanent: bool = False
+    device_id: str | None = Field(None, alias="deviceId")
+    asset_id: str | None = Field(None, alias="assetId")
+    hub: str | None = None
+    request_id: str | None = Field(None, alias="requestId")
+    event: dict[str, Any] | None = None
+    attempts: int = 1
+    recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC), alias="recordedAt")
+
+    def to_message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def capped_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Keep the event if it fits, else a marker saying how big it was."""
+    import json
+
+    text = json.dumps(event, separators=(",", ":"), default=str)
+    if len(text) <= MAX_EVENT_CHARS:
+        return event
+    return {"truncated": True, "chars": len(text), "head": text[:1000]}
+
+
+class QueueSender(Protocol):
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+
+class ReconciliationRecorder:
+    """Puts messages on the reconciliation queue; raises if the queue cannot take them."""
+
+    def __init__(self, queue: QueueSender) -> None:
+        self._queue = queue
+
+    async def record(self, message: ReconciliationMessage) -> None:
+        await self._queue.send(message.to_message())
