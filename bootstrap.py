@@ -9,7 +9,9 @@ from allocation.policy import Policy, PolicyError, load_policy
 from allocation.service import AllocationService
 from asset_client import AssetRepository
 from iothub_client import HubConnections, IotHubRegistry
+from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
+from sync import AssetToTwinSync, TwinToAssetSync
 
 
 @dataclass(frozen=True)
@@ -19,9 +21,15 @@ class Services:
     assets: AssetRepository
     allocation: AllocationService
     iot_hubs: IotHubRegistry
+    reconciliation: ReconciliationRecorder
+    asset_sync: AssetToTwinSync
+    device_sync: TwinToAssetSync
+    closers: tuple[Any, ...] = ()
 
     async def aclose(self) -> None:
         await self.assets.aclose()
+        for closer in self.closers:
+            await closer.aclose()
 
 
 _configuration: tuple[AppSettings, Policy] | None = None
@@ -80,15 +88,42 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         assets=assets, policy=policy, asset_api_public_url=settings.public_asset_url
     )
     from iothub_client.sdk_adapter import SdkIotHubRegistry
+    from resilience import RateLimitedIotHubRegistry, StorageQueue
 
-    iot_hubs = SdkIotHubRegistry(
-        hub_connections(settings),
-        timeout_seconds=settings.iot_hub_timeout_seconds,
-        ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
-        credential_factory=lambda: _managed_identity(settings),
+    connections = hub_connections(settings)
+    iot_hubs = RateLimitedIotHubRegistry(
+        SdkIotHubRegistry(
+            connections,
+            timeout_seconds=settings.iot_hub_timeout_seconds,
+            ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
+            credential_factory=lambda: _managed_identity(settings),
+        ),
+        twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
     )
+    queue = StorageQueue(
+        settings.storage_connection.get_secret_value(),
+        settings.reconciliation_queue,
+        encoding=settings.queue_message_encoding,
+    )
+    reconciliation = ReconciliationRecorder(queue)
+    asset_sync = AssetToTwinSync(
+        assets=assets,
+        hubs=iot_hubs,
+        hub_names=[connection.hub for connection in connections.values()],
+        policy=policy,
+        asset_api_public_url=settings.public_asset_url,
+    )
+    device_sync = TwinToAssetSync(assets=assets, policy=policy, recorder=reconciliation)
     return Services(
-        settings=settings, policy=policy, assets=assets, allocation=allocation, iot_hubs=iot_hubs
+        settings=settings,
+        policy=policy,
+        assets=assets,
+        allocation=allocation,
+        iot_hubs=iot_hubs,
+        reconciliation=reconciliation,
+        asset_sync=asset_sync,
+        device_sync=device_sync,
+        closers=(queue,),
     )
 
 

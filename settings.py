@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,18 @@ class AppSettings(BaseSettings):
     iot_hub_ca_bundle: Path | None = Field(None, validation_alias="IOT_HUB_CA_BUNDLE")
     iot_hub_timeout_seconds: float = Field(
         5.0, gt=0, le=60, validation_alias="IOT_HUB_TIMEOUT_SECONDS"
+    )
+    iot_hub_twin_updates_per_second: float = Field(
+        40.0, gt=0, le=10_000, validation_alias="IOT_HUB_TWIN_UPDATES_PER_SECOND"
+    )
+    storage_connection: SecretStr = Field(validation_alias="AzureWebJobsStorage")
+    reconciliation_queue: str = Field(
+        "reconciliation",
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        validation_alias="RECONCILIATION_QUEUE",
+    )
+    queue_message_encoding: Literal["base64", "none"] = Field(
+        "base64", validation_alias="QUEUE_MESSAGE_ENCODING"
     )
 
     @property

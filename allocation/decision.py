@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from allocation.contract import AllocationRequest, AllocationResponse
 from allocation.errors import AssetNotAssignable, UnknownDevice
@@ -18,6 +17,7 @@ from device_twin import (
     InitialTwin,
     ProvisioningState,
     TwinProperties,
+    asset_owned_fields,
 )
 from roles import RoleAssignment, assign_role
 
@@ -81,10 +81,11 @@ def decide_allocation(
         state = ProvisioningState.PROVISIONED
         link = _link_needed(asset, identity)
 
+    owned = asset_owned_fields(asset, role, asset_api_public_url) if asset else None
     tags = DeviceTags(
-        asset_id=asset.asset_id if asset else None,
-        asset_type=asset.asset_type if asset else None,
-        location=asset.location if asset else None,
+        asset_id=owned.asset_id if owned else None,
+        asset_type=owned.asset_type if owned else None,
+        location=owned.location if owned else None,
         device_role=role.role,
         provisioning_state=state,
         hub_selection=hub.selection,
@@ -92,11 +93,7 @@ def decide_allocation(
     )
     desired = DesiredProperties(
         role_permissions=role.permissions,
-        asset_management_endpoint=(
-            f"{asset_api_public_url.rstrip('/')}/assets/{quote(asset.asset_id, safe='')}"
-            if asset
-            else None
-        ),
+        asset_management_endpoint=owned.asset_management_endpoint if owned else None,
     )
     payload: dict[str, Any] = {"deviceRole": role.role.value, "provisioningState": state.value}
     if asset:

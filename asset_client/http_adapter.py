@@ -80,6 +80,16 @@ class HttpAssetRepository:
         )
         return _validate(_ASSET, _json(answer), answer.what)
 
+    async def patch_asset(self, asset_id: str, patch: Mapping[str, Any], *, if_match: int) -> Asset:
+        """JSON merge patch, only if the asset is still at version `if_match` (else 412)."""
+        answer = await self._call(
+            "PATCH",
+            f"/assets/{_segment(asset_id)}",
+            body=dict(patch),
+            headers={"if-match": f'"{if_match}"', "content-type": "application/merge-patch+json"},
+        )
+        return _validate(_ASSET, _json(answer), answer.what)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -110,11 +120,14 @@ class HttpAssetRepository:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Answer:
         what = f"{method} {path}"
+        data = json.dumps(body).encode() if body is not None else None
+        request_headers = {"content-type": "application/json", **(headers or {})}
         try:
             async with self._client().request(
-                method, self._base_url + path, params=params, json=body
+                method, self._base_url + path, params=params, data=data, headers=request_headers
             ) as response:
                 answer = _Answer(what, response.status, response.headers, await response.read())
         except TimeoutError as exc:

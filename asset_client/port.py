@@ -6,7 +6,8 @@ adapter nor the services change when resilience arrives.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from asset_client.models import Asset, DeviceLink
 
@@ -19,5 +20,9 @@ class AssetRepository(Protocol):
     async def find_by_serial_number(self, serial_number: str) -> list[Asset]: ...
 
     async def link_device(self, asset_id: str, link: DeviceLink) -> Asset: ...
+
+    async def patch_asset(
+        self, asset_id: str, patch: Mapping[str, Any], *, if_match: int
+    ) -> Asset: ...
 
     async def aclose(self) -> None: ...

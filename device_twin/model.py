@@ -49,3 +49,27 @@ class TwinProperties(_TwinSection):
 class InitialTwin(_TwinSection):
     tags: DeviceTags
     properties: TwinProperties
+
+
+class SyncMarker(_TwinSection):
+    """tags.sync: which asset version the twin reflects, stamped in the same write.
+
+    Stale or duplicated asset events compare against it; the twin-change notification that a
+    sync write causes carries it, which is how the reverse direction knows its own echo.
+    """
+
+    source: str = "asset-sync"
+    asset_version: int = Field(alias="assetVersion", ge=0)
+    hash: str
+
+
+class ReprovisionRequest(_TwinSection):
+    """desired.reprovision: the asset moved to a location another hub serves.
+
+    Device firmware acts on it by registering with DPS again; DPS then moves it.
+    """
+
+    required: bool
+    target_hub: str | None = Field(None, alias="targetHub")
+    reason: str
+    asset_version: int = Field(alias="assetVersion")

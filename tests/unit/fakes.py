@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from asset_client import Asset, AssetConflict, AssetNotFound, AssetStatus, DeviceLink
+import asyncio
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from asset_client import (
+    Asset,
+    AssetConflict,
+    AssetNotFound,
+    AssetStatus,
+    AssetVersionConflict,
+    DeviceLink,
+)
+from iothub_client import DeviceNotFound, DeviceRecord, Twin, TwinPatch, TwinPreconditionFailed
 
 
 class FakeAssetRepository:
@@ -11,6 +24,7 @@ class FakeAssetRepository:
     def __init__(self, *assets: Asset) -> None:
         self.assets = {asset.asset_id: asset for asset in assets}
         self.links: list[tuple[str, DeviceLink]] = []
+        self.patches: list[tuple[str, dict[str, Any]]] = []
         self.calls: list[str] = []
         self.closed = False
 
@@ -46,8 +60,112 @@ class FakeAssetRepository:
         self.assets[asset_id] = linked
         return linked
 
+    async def patch_asset(self, asset_id: str, patch: Mapping[str, Any], *, if_match: int) -> Asset:
+        self.calls.append("patch_asset")
+        asset = await self.get_asset(asset_id)
+        await asyncio.sleep(0)
+        if asset.version != if_match:
+            raise AssetVersionConflict(f"{asset_id} is at version {asset.version}")
+        document = asset.model_dump(by_alias=True)
+        merge_patch(document, dict(patch))
+        document["version"] = asset.version + 1
+        updated = Asset.model_validate(document)
+        self.assets[asset_id] = updated
+        self.patches.append((asset_id, dict(patch)))
+        return updated
+
+    def update(self, asset_id: str, **changes: Any) -> Asset:
+        """The asset system changing on its own (an operator, another integration)."""
+        asset = self.assets[asset_id]
+        updated = asset.model_copy(update={**changes, "version": asset.version + 1})
+        self.assets[asset_id] = updated
+        return updated
+
     async def aclose(self) -> None:
         self.closed = True
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7396 in place."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class FakeIotHubRegistry:
+    """Twins with versions and etags, enough for the sync services; counts every write."""
+
+    def __init__(self) -> None:
+        self.twins: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str, TwinPatch]] = []
+        self.disabled: set[tuple[str, str]] = set()
+
+    def add_device(
+        self,
+        hub: str,
+        device_id: str,
+        tags: dict[str, Any] | None = None,
+        desired: dict[str, Any] | None = None,
+    ) -> None:
+        self.twins[(hub, device_id)] = {
+            "tags": copy.deepcopy(tags or {}),
+            "desired": copy.deepcopy(desired or {}),
+            "reported": {},
+            "version": 1,
+        }
+
+    def _state(self, hub: str, device_id: str) -> dict[str, Any]:
+        try:
+            return self.twins[(hub, device_id)]
+        except KeyError:
+            raise DeviceNotFound(f"{hub}: {device_id}") from None
+
+    def _twin(self, hub: str, device_id: str) -> Twin:
+        state = self._state(hub, device_id)
+        return Twin(
+            hub=hub,
+            device_id=device_id,
+            etag=f"etag-{state['version']}",
+            version=state["version"],
+            status="enabled",
+            tags=copy.deepcopy(state["tags"]),
+            desired=copy.deepcopy(state["desired"]),
+            reported=copy.deepcopy(state["reported"]),
+        )
+
+    async def get_twin(self, hub: str, device_id: str) -> Twin:
+        await asyncio.sleep(0)
+        return self._twin(hub, device_id)
+
+    async def update_twin(
+        self, hub: str, device_id: str, patch: TwinPatch, *, etag: str | None
+    ) -> Twin:
+        await asyncio.sleep(0)
+        state = self._state(hub, device_id)
+        if etag is not None and etag != f"etag-{state['version']}":
+            raise TwinPreconditionFailed(f"{device_id}: stale etag")
+        merge_patch(state["tags"], patch.tags or {})
+        merge_patch(state["desired"], patch.desired or {})
+        state["version"] += 1
+        self.writes.append((hub, device_id, patch))
+        return self._twin(hub, device_id)
+
+    async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
+        self._state(hub, device_id)
+        status = "disabled" if (hub, device_id) in self.disabled else "enabled"
+        return DeviceRecord(hub, device_id, "e", status, "certificateAuthority", "g")
+
+    async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        self.disabled.add((hub, device_id))
+        return await self.get_device(hub, device_id)
+
+    async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
+        self._state(hub, device_id)
+        del self.twins[(hub, device_id)]
 
 
 def make_asset(

@@ -54,6 +54,7 @@ def test_managed_identity_hubs_reach_their_own_name_unless_overridden():
 def env(monkeypatch):
     monkeypatch.setenv("ASSET_API_URL", "http://127.0.0.1:7080")
     monkeypatch.setenv("POLICY_FILE", "policies/demo.toml")
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     for name in ("IOT_HUB_CONNECTION_STRINGS", "IOT_HUB_MANAGED_IDENTITY_HUBS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

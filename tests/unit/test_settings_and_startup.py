@@ -15,6 +15,7 @@ GOOD = {
     "ASSET_API_URL": "http://127.0.0.1:7080",
     "ASSET_API_KEY": "s3cr3t-key",
     "POLICY_FILE": "policies/demo.toml",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
 }
 SETTING_NAMES = [
     "ASSET_API_URL",
@@ -29,6 +30,12 @@ SETTING_NAMES = [
     "IOT_HUB_ENDPOINTS",
     "IOT_HUB_CA_BUNDLE",
     "IOT_HUB_TIMEOUT_SECONDS",
+    "IOT_HUB_TWIN_UPDATES_PER_SECOND",
+    "AzureWebJobsStorage",
+    "RECONCILIATION_QUEUE",
+    "QUEUE_MESSAGE_ENCODING",
+    "TWIN_EVENTS_HUB",
+    "IOT_HUB_EVENTS_CONNECTION",
 ]
 
 
@@ -93,17 +100,20 @@ def _start(env_overrides: dict[str, str | None]) -> subprocess.CompletedProcess[
         "import function_app\n"
         "for f in function_app.app.get_functions():\n"
         "    t = f.get_trigger()\n"
-        "    print(f.get_function_name(), t.get_binding_name(), t.route, t.methods, t.auth_level)"
+        "    extra = (t.route, t.methods, t.auth_level) if hasattr(t, 'route') else ()\n"
+        "    print(f.get_function_name(), t.get_binding_name(), *extra)"
     )
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
 
 
-def test_the_app_indexes_the_allocation_webhook():
+def test_the_app_indexes_the_webhook_and_both_sync_triggers():
     result = _start({})
     assert result.returncode == 0, result.stderr
     assert "allocate httpTrigger allocate" in result.stdout
+    assert "asset_changed eventGridTrigger" in result.stdout
+    assert "twin_changed eventHubTrigger" in result.stdout
     assert "POST" in result.stdout
     assert "FUNCTION" in result.stdout
 

@@ -1,0 +1,59 @@
+"""Triggers of the two sync directions: asset events (Event Grid) and twin changes (Event Hub)."""
+
+from __future__ import annotations
+
+from typing import Any, List  # noqa: UP035 - the Python worker rejects list[...] annotations
+
+import azure.functions as func
+
+import bootstrap
+from sync.device_sync_service import RawTwinEvent
+from sync.handlers import handle_asset_event
+
+blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+
+@blueprint.event_grid_trigger(arg_name="event")
+async def asset_changed(event: func.EventGridEvent, context: func.Context) -> None:
+    services = bootstrap.services()
+    await handle_asset_event(
+        service=services.asset_sync,
+        recorder=services.reconciliation,
+        event_id=event.id,
+        subject=event.subject,
+        event_type=event.event_type,
+        data=event.get_json(),
+        request_id=context.invocation_id,
+    )
+
+
+# Without a retry policy the Event Hubs trigger checkpoints past a failed batch; the only
+# failure left after per-event recording is the reconciliation queue itself being down.
+@blueprint.retry(
+    strategy="exponential_backoff",
+    max_retry_count="8",
+    minimum_interval="00:00:02",
+    maximum_interval="00:05:00",
+)
+@blueprint.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%TWIN_EVENTS_HUB%",
+    connection="IOT_HUB_EVENTS_CONNECTION",
+    cardinality=func.Cardinality.MANY,
+)
+async def twin_changed(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
+    await bootstrap.services().device_sync.handle_batch(
+        [_raw(event, index) for index, event in enumerate(events)], context.invocation_id
+    )
+
+
+def _raw(event: func.EventHubEvent, index: int) -> RawTwinEvent:
+    metadata: dict[str, Any] = dict(event.metadata or {})
+    batch = metadata.get("PropertiesArray")
+    properties = batch[index] if isinstance(batch, list) else metadata.get("Properties")
+    return RawTwinEvent(
+        body=event.get_body(),
+        properties=dict(properties or {}),
+        iothub_metadata=dict(event.iothub_metadata or {}),
+        sequence_number=event.sequence_number,
+    )

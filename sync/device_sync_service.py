@@ -1,0 +1,190 @@
+"""Twin -> asset: for a batch of twin-change notifications, copy device-owned values to assets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from allocation.policy import Policy
+from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
+from observability import DeviceLog
+from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
+from roles import assign_role
+from sync.errors import SyncConflict
+from sync.events import InvalidEvent, TwinChange, twin_change_from
+from sync.twin_to_asset import is_own_echo, plan_asset_update
+
+_logger = logging.getLogger("sync.twin_to_asset")
+DeviceResult = Literal["echo", "no device-owned change", "unknown device", "unchanged", "written"]
+
+
+@dataclass(frozen=True)
+class RawTwinEvent:
+    """What the Event Hub trigger hands over, before any parsing."""
+
+    body: bytes
+    properties: dict[str, object]
+    iothub_metadata: dict[str, object]
+    sequence_number: int | None = None
+
+
+@dataclass
+class BatchOutcome:
+    results: dict[str, int] = field(default_factory=dict)
+    recorded: int = 0
+
+    def count(self, result: str, n: int = 1) -> None:
+        self.results[result] = self.results.get(result, 0) + n
+
+
+class TwinToAssetSync:
+    def __init__(
+        self,
+        *,
+        assets: AssetRepository,
+        policy: Policy,
+        recorder: ReconciliationRecorder,
+        max_attempts: int = 5,
+        concurrency: int = 16,
+    ) -> None:
+        self._assets = assets
+        self._policy = policy
+        self._recorder = recorder
+        self._max_attempts = max_attempts
+        self._gate = asyncio.Semaphore(concurrency)
+
+    async def handle_batch(self, events: Sequence[RawTwinEvent], request_id: str) -> BatchOutcome:
+        """One bad event never fails the batch: it goes to the reconciliation queue instead.
+
+        Events of one device are merged in order into one change (one asset write at most);
+        devices run concurrently. Only a failure to record a failure propagates.
+        """
+        outcome = BatchOutcome()
+        by_device: dict[str, list[tuple[RawTwinEvent, TwinChange]]] = {}
+        for raw in events:
+            try:
+                change = twin_change_from(
+                    raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
+                )
+            except InvalidEvent as error:
+                await self._record(raw, None, "invalid event", str(error), request_id, True)
+                outcome.recorded += 1
+                continue
+            by_device.setdefault(change.device_id, []).append((raw, change))
+
+        async def device(device_id: str, items: list[tuple[RawTwinEvent, TwinChange]]) -> None:
+            log = DeviceLog(
+                _logger, request_id=request_id, registration_id=device_id, device_id=device_id
+            )
+            echoes = sum(1 for _, change in items if is_own_echo(change))
+            outcome.count("echo", echoes)
+            merged = _merge([change for _, change in items if not is_own_echo(change)])
+            if merged is None:
+                return
+            try:
+                async with self._gate:
+                    result = await self._apply(merged, log)
+                outcome.count(result)
+            except (AssetError, SyncConflict) as error:
+                await self._record(
+                    items[-1][0], merged, type(error).__name__, str(error), request_id, False
+                )
+                outcome.recorded += 1
+                log.warning("twin change recorded for reconciliation", reason=type(error).__name__)
+
+        await asyncio.gather(*(device(d, items) for d, items in by_device.items()))
+        _logger.info("twin change batch", extra={"requestId": request_id, **outcome.results})
+        return outcome
+
+    async def _apply(self, change: TwinChange, log: DeviceLog) -> DeviceResult:
+        if not change.reported:
+            return "no device-owned change"
+        matches = await self._assets.find_by_device_id(change.device_id)
+        if not matches:
+            log.info("twin change for a device no asset knows", hub=change.hub_name)
+            return "unknown device"
+        if len(matches) > 1:
+            raise SyncConflict(f"{len(matches)} assets claim device {change.device_id}")
+        asset: Asset = matches[0]
+        log = log.bind(assetId=asset.asset_id)
+        for _attempt in range(self._max_attempts):
+            role = assign_role(asset.asset_type, self._policy.role_rules, self._policy.default_role)
+            plan = plan_asset_update(change, asset, role.permissions)
+            for name, action in plan.refused:
+                log.warning(
+                    "device reported a field its role does not allow",
+                    audit="reportRefused",
+                    field=name,
+                    action=action,
+                    role=role.role.value,
+                )
+            if plan.serial_mismatch:
+                log.warning(
+                    "device reports another serial number than its asset",
+                    audit="serialMismatch",
+                    reported=plan.serial_mismatch,
+                )
+            if plan.patch is None:
+                return "unchanged"
+            try:
+                await self._assets.patch_asset(asset.asset_id, plan.patch, if_match=asset.version)
+            except AssetVersionConflict:
+                asset = await self._assets.get_asset(asset.asset_id)
+                continue
+            log.info("asset updated from twin", copied=",".join(plan.copied), hub=change.hub_name)
+            return "written"
+        raise SyncConflict(f"asset {asset.asset_id} kept changing under {self._max_attempts} tries")
+
+    async def _record(
+        self,
+        raw: RawTwinEvent,
+        change: TwinChange | None,
+        reason: str,
+        detail: str,
+        request_id: str,
+        permanent: bool,
+    ) -> None:
+        await self._recorder.record(
+            ReconciliationMessage(
+                kind="twinChange",
+                reason=reason[:200],
+                detail=detail[:2000],
+                permanent=permanent,
+                device_id=change.device_id if change else None,
+                hub=change.hub_name if change else None,
+                request_id=request_id,
+                event=capped_event(
+                    {
+                        "body": raw.body.decode("utf-8", "replace"),
+                        "properties": raw.properties,
+                        "sequenceNumber": raw.sequence_number,
+                    }
+                ),
+            )
+        )
+
+
+def _merge(changes: list[TwinChange]) -> TwinChange | None:
+    """Later reported values win, as they would on the twin itself."""
+    if not changes:
+        return None
+    reported: dict[str, object] = {}
+    any_reported = False
+    for change in changes:
+        if change.reported is not None:
+            any_reported = True
+            reported.update(change.reported)
+    last = changes[-1]
+    return TwinChange(
+        hub_name=last.hub_name,
+        device_id=last.device_id,
+        op_type=last.op_type,
+        version=last.version,
+        tags=last.tags,
+        desired=last.desired,
+        reported=reported if any_reported else None,
+        sequence_number=last.sequence_number,
+    )

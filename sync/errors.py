@@ -1,0 +1,15 @@
+"""Why a sync attempt did not complete."""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of sync failures."""
+
+
+class DeviceNotOnAnyHub(SyncError):
+    """The asset names a device no configured hub holds (yet): DPS may still be creating it."""
+
+
+class SyncConflict(SyncError):
+    """Etag/If-Match conflicts kept winning after the bounded number of re-reads."""

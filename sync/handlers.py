@@ -1,0 +1,59 @@
+"""Trigger payloads in, sync services called, failures routed: free of azure.functions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asset_client import AssetError
+from iothub_client import IotHubError
+from observability import DeviceLog
+from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
+from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
+from sync.errors import SyncError
+from sync.events import InvalidEvent, asset_event_from
+
+_logger = logging.getLogger("sync.asset_to_twin")
+
+
+async def handle_asset_event(
+    *,
+    service: AssetToTwinSync,
+    recorder: ReconciliationRecorder,
+    event_id: str | None,
+    subject: str | None,
+    event_type: str | None,
+    data: Any,
+    request_id: str,
+) -> AssetSyncOutcome | None:
+    """A bad event is recorded and acknowledged; a transient failure raises so Event Grid
+    delivers the event again (it retries for up to 24 h)."""
+    log = DeviceLog(_logger, request_id=request_id)
+    try:
+        event = asset_event_from(
+            event_id=event_id, subject=subject, event_type=event_type, data=data
+        )
+    except InvalidEvent as error:
+        log.warning("asset event refused", reason="InvalidEvent", detail=str(error))
+        await recorder.record(
+            ReconciliationMessage(
+                kind="assetChange",
+                reason="invalid event",
+                detail=str(error),
+                permanent=True,
+                request_id=request_id,
+                event=capped_event(
+                    {"id": event_id, "subject": subject, "eventType": event_type, "data": data}
+                ),
+            )
+        )
+        return None
+    try:
+        return await service.handle(event, log)
+    except (SyncError, AssetError, IotHubError) as error:
+        log.bind(assetId=event.asset_id).warning(
+            "asset sync failed; Event Grid will deliver again",
+            reason=type(error).__name__,
+            detail=str(error),
+        )
+        raise

@@ -1,0 +1,93 @@
+"""The per-hub write limiter, on a virtual clock: no test here depends on real time."""
+
+import pytest
+
+from iothub_client import HubThrottled, TwinPatch
+from resilience.hub_rate_limit import RateLimitedIotHubRegistry, TokenBucket
+from tests.unit.fakes import FakeIotHubRegistry
+
+HUB = "hub-us-east.azure-devices.net"
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+async def test_the_bucket_allows_a_burst_then_paces_at_the_rate():
+    clock = VirtualClock()
+    bucket = TokenBucket(50, clock=clock, sleep=clock.sleep)
+    for _ in range(150):
+        await bucket.acquire()
+    # 50 from the full bucket, then 100 more at 50/s: two seconds of virtual time.
+    assert clock.now == pytest.approx(2.0)
+    assert all(wait == pytest.approx(0.02) for wait in clock.sleeps)
+
+
+async def test_a_pause_holds_everyone_until_retry_after():
+    clock = VirtualClock()
+    bucket = TokenBucket(10, clock=clock, sleep=clock.sleep)
+    await bucket.acquire()
+    bucket.pause(3.0)
+    await bucket.acquire()
+    assert clock.now >= 3.0
+
+
+class ThrottlingHub(FakeIotHubRegistry):
+    def __init__(self, refusals: int, retry_after: float | None = 2.0) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.retry_after = retry_after
+        self.attempts = 0
+
+    async def update_twin(self, hub, device_id, patch, *, etag):
+        self.attempts += 1
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise HubThrottled("429", retry_after=self.retry_after)
+        return await super().update_twin(hub, device_id, patch, etag=etag)
+
+
+async def test_a_429_is_backpressure_then_the_write_goes_through():
+    clock = VirtualClock()
+    inner = ThrottlingHub(refusals=2)
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner, twin_updates_per_second=50, clock=clock, sleep=clock.sleep
+    )
+    twin = await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
+    assert twin.tags == {"a": 1}
+    assert inner.attempts == 3
+    assert clock.now >= 4.0  # two Retry-After pauses of 2 s
+    assert len(inner.writes) == 1
+
+
+async def test_throttling_past_the_deadline_surfaces_the_429():
+    clock = VirtualClock()
+    inner = ThrottlingHub(refusals=100, retry_after=5.0)
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner, twin_updates_per_second=50, max_wait_seconds=12, clock=clock, sleep=clock.sleep
+    )
+    with pytest.raises(HubThrottled):
+        await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
+    assert clock.now <= 12
+    assert inner.writes == []
+
+
+async def test_hubs_have_their_own_buckets():
+    clock = VirtualClock()
+    inner = FakeIotHubRegistry()
+    registry = RateLimitedIotHubRegistry(
+        inner, twin_updates_per_second=5, clock=clock, sleep=clock.sleep
+    )
+    assert registry.bucket(HUB) is registry.bucket(HUB.upper())
+    assert registry.bucket(HUB) is not registry.bucket("hub-eu-west.azure-devices.net")
