@@ -13,8 +13,65 @@ from devstack.serving import PortInUse, serve
 
 from .app import create_app
 from .auth import API_KEY_ENV, DEFAULT_API_KEY
+from .change_events import DEFAULT_TOPIC
 from .problems import Problem
+from .publisher import check_endpoint
 from .store import DATABASE_FILE, SchemaMismatch
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{raw!r} must be a positive number")
+    return value
+
+
+def _endpoint(raw: str) -> str:
+    try:
+        return check_endpoint(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    events = parser.add_argument_group(
+        "change events", "publish AssetManagement.* events to Event Grid subscribers"
+    )
+    events.add_argument(
+        "--event-grid-url",
+        action="append",
+        dest="event_grid_urls",
+        default=[],
+        type=_endpoint,
+        metavar="URL",
+        help="subscriber webhook to POST events to, repeatable (default: none)",
+    )
+    events.add_argument(
+        "--event-grid-key", metavar="KEY", help="sent as the aeg-sas-key header when given"
+    )
+    events.add_argument(
+        "--event-topic",
+        default=DEFAULT_TOPIC,
+        metavar="TOPIC",
+        help="the events' topic (default: %(default)s)",
+    )
+    events.add_argument(
+        "--event-retry-scale",
+        type=_positive,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiplies every retry delay and the 24 h time to live (default: %(default)s)",
+    )
+    events.add_argument(
+        "--event-delivery-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for a subscriber's answer (default: %(default)s)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,11 +110,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-seed", action="store_true", help="do not seed the demo fleet")
     parser.add_argument("--ready-file", type=Path, help="write {url, port, pid} here once serving")
+    _add_event_arguments(parser)
     args = parser.parse_args(argv)
     if args.api_keys is None:
         args.api_keys = [os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY]
     if any(not key for key in (*args.api_keys, *args.read_only_keys)):
         parser.error("API keys must not be empty")
+    repeated = {url for url in args.event_grid_urls if args.event_grid_urls.count(url) > 1}
+    if repeated:
+        parser.error(f"--event-grid-url {sorted(repeated)[0]} is given more than once")
+    if args.event_grid_key == "":
+        parser.error("--event-grid-key must not be empty")
     return args
 
 
@@ -69,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             api_keys=args.api_keys,
             read_only_keys=args.read_only_keys,
             seed=not args.no_seed,
+            event_grid_urls=args.event_grid_urls,
+            event_grid_key=args.event_grid_key,
+            event_topic=args.event_topic,
+            event_retry_scale=args.event_retry_scale,
+            event_delivery_timeout=args.event_delivery_timeout,
         )
         serve(app, host=args.host, port=args.port, ready_file=args.ready_file)
     except PortInUse as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import DEFAULT_API_KEY, KeyRing
+from .change_events import DEFAULT_TOPIC
+from .delivery_policy import DeliveryPolicy
+from .event_routes import EventRoutes
 from .model import Asset, utc_now
 from .preconditions import Preconditions, parse_entity_tags
 from .problems import Problem
+from .publisher import EventPublisher, activate_subscriptions
 from .request_body import JSON, MERGE_PATCH_JSON, read_json
 from .seed import load_fleet
 from .service import AssetService, Clock
@@ -138,24 +142,49 @@ def create_app(
     read_only_keys: Collection[str] = (),
     seed: bool = True,
     clock: Clock = utc_now,
+    event_grid_urls: Sequence[str] = (),
+    event_grid_key: str | None = None,
+    event_topic: str = DEFAULT_TOPIC,
+    event_retry_scale: float = 1.0,
+    event_delivery_timeout: float = 30.0,
 ) -> Starlette:
-    """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app."""
+    """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
+
+    Change events go to each of event_grid_urls (none: they are only kept in the outbox).
+    """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
     if any(not key for key in (*api_keys, *read_only_keys)):
         raise ValueError("API keys must not be empty")
+    if len(set(event_grid_urls)) != len(event_grid_urls):
+        raise ValueError("each event grid url may be given only once")
+    policy = DeliveryPolicy(
+        retry_scale=event_retry_scale, response_timeout_seconds=event_delivery_timeout
+    )
     directory = Path(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     store = AssetStore(directory / DATABASE_FILE)
-    service = AssetService(store, clock)
-    if seed:
-        service.seed(load_fleet())
-    routes = AssetRoutes(service, KeyRing(frozenset(api_keys), frozenset(read_only_keys)))
+    try:
+        subscriptions = activate_subscriptions(store, event_grid_urls)
+        service = AssetService(store, clock, topic=event_topic)
+        if seed:
+            service.seed(load_fleet())
+    except BaseException:
+        store.close()
+        raise
+    publisher = EventPublisher(store, subscriptions, key=event_grid_key, policy=policy)
+    keys = KeyRing(frozenset(api_keys), frozenset(read_only_keys))
+    routes = AssetRoutes(service, keys)
+    event_routes = EventRoutes(store, keys, publisher.wake)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        store.close()
+        await publisher.start()
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            store.close()
 
     handlers: dict[Any, Any] = {
         Problem: _problem,
@@ -169,9 +198,12 @@ def create_app(
             Route("/assets/{assetId}", routes.asset, methods=["GET", "PUT", "PATCH"]),
             Route("/assets/{assetId}/devices", routes.link_device, methods=["POST"]),
             Route("/assets/{assetId}/history", routes.history, methods=["GET"]),
+            Route("/devstack/events", event_routes.list_events, methods=["GET"]),
+            Route("/devstack/events/redeliver", event_routes.redeliver, methods=["POST"]),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.publisher = publisher
     return app

@@ -42,6 +42,11 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def format_epoch(seconds: float) -> str:
+    """A Unix time in the same RFC 3339 spelling."""
+    return format_timestamp(datetime.fromtimestamp(seconds, UTC))
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per JSON value, so that equal content compares equal (1 and true differ)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

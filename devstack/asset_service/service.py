@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from . import problems
+from .change_events import DEFAULT_TOPIC, change_events
 from .merge_patch import apply_merge_patch
 from .model import (
     Asset,
@@ -51,11 +52,15 @@ def _stale(asset_id: str, sent: str, current: Asset | None) -> Problem:
 
 
 class AssetService:
-    """Rules of the asset API over an AssetStore; raises Problem for every refusal."""
+    """Rules of the asset API over an AssetStore; raises Problem for every refusal.
 
-    def __init__(self, store: AssetStore, clock: Clock) -> None:
+    Every write that bumps a version queues its change events in the same transaction.
+    """
+
+    def __init__(self, store: AssetStore, clock: Clock, *, topic: str = DEFAULT_TOPIC) -> None:
         self._store = store
         self._clock = clock
+        self._topic = topic
 
     def _now(self) -> str:
         return format_timestamp(self._clock())
@@ -118,8 +123,17 @@ class AssetService:
             draft = parse_asset_body(merged, asset_id)
             return self._write(tx, asset_id, draft, current)
 
+    def _publish(self, tx: Transaction, before: Asset | None, after: Asset) -> None:
+        tx.outbox.append(change_events(before, after, at=after.updated_at, topic=self._topic))
+
     def _write(
-        self, tx: Transaction, asset_id: str, draft: AssetDraft, current: Asset | None
+        self,
+        tx: Transaction,
+        asset_id: str,
+        draft: AssetDraft,
+        current: Asset | None,
+        *,
+        publish: bool = True,
     ) -> Asset:
         if current is not None and current.draft.same_content(draft):
             return current
@@ -160,6 +174,8 @@ class AssetService:
             )
         if newly_approved and draft.replacement is not None:
             tx.append_event(asset, EventType.REPLACEMENT_APPROVED, now, draft.replacement.to_json())
+        if publish:
+            self._publish(tx, current, asset)
         return asset
 
     def _ensure_device_free(self, tx: Transaction, asset_id: str, device_id: str) -> None:
@@ -199,6 +215,7 @@ class AssetService:
                         asset, draft=dataclasses.replace(asset.draft, status=AssetStatus.ACTIVE)
                     )
                 tx.save(asset)
+                self._publish(tx, current, asset)
                 tx.append_event(
                     asset,
                     EventType.DEVICE_LINKED,
@@ -218,6 +235,7 @@ class AssetService:
                 replacement_approved_at=None,
             )
             tx.save(asset)
+            self._publish(tx, current, asset)
             tx.append_event(
                 asset,
                 EventType.DEVICE_REPLACED,
@@ -282,10 +300,13 @@ class AssetService:
         )
 
     def seed(self, fleet: Sequence[tuple[str, AssetDraft]]) -> int:
-        """Create the demo fleet when the database holds no asset; returns how many were made."""
+        """Create the demo fleet when the database holds no asset; returns how many were made.
+
+        The fleet is the starting state, not a change: it publishes no events.
+        """
         with self._store.transaction(write=True) as tx:
             if tx.count() > 0:
                 return 0
             for asset_id, draft in fleet:
-                self._write(tx, asset_id, draft, None)
+                self._write(tx, asset_id, draft, None, publish=False)
         return len(fleet)

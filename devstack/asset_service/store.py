@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,14 @@ from .model import (
     ProvisioningStatus,
     ReplacementTerms,
 )
+from .outbox import SCHEMA as OUTBOX_SCHEMA
+from .outbox import Outbox
 from .validation import ListQuery
 
 DATABASE_FILE = "assets.sqlite3"
-SCHEMA_VERSION = 1
+# Version 2 added the outbox tables; a version 1 file gains them on open.
+SCHEMA_VERSION = 2
+_UPGRADABLE_VERSIONS = (0, 1, SCHEMA_VERSION)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS assets (
@@ -121,6 +125,7 @@ class Transaction:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.outbox = Outbox(conn)
 
     def get(self, asset_id: str) -> Asset | None:
         row = self._conn.execute(
@@ -230,6 +235,7 @@ class AssetStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._commit_listeners: list[Callable[[], None]] = []
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=5.0
         )
@@ -245,25 +251,34 @@ class AssetStore:
 
     def _migrate(self) -> None:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        if version not in (0, SCHEMA_VERSION):
+        if version not in _UPGRADABLE_VERSIONS:
             raise SchemaMismatch(
                 f"{self.path} has schema version {version}; this service needs {SCHEMA_VERSION}"
             )
         self._conn.executescript(
-            f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+            f"BEGIN IMMEDIATE;{_SCHEMA}{OUTBOX_SCHEMA}"
+            f"PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
         )
+
+    def on_events_committed(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit that appended outbox events."""
+        self._commit_listeners.append(listener)
 
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Transaction]:
         """BEGIN IMMEDIATE for writes, so read-check-write cannot interleave with another writer."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            tx = Transaction(self._conn)
             try:
-                yield Transaction(self._conn)
+                yield tx
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+        if tx.outbox.appended:
+            for listener in self._commit_listeners:
+                listener()
 
     def close(self) -> None:
         with self._lock:

@@ -58,3 +58,23 @@ def asset_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Child]:
         yield child
     finally:
         stop_children([child])
+
+
+def event_grid_args(
+    urls: Sequence[str],
+    *,
+    retry_scale: float = 0.001,
+    key: str | None = None,
+    topic: str | None = None,
+    delivery_timeout: float | None = None,
+) -> list[str]:
+    """Arguments that make the service publish its change events to `urls`, retrying fast."""
+    args = [arg for url in urls for arg in ("--event-grid-url", url)]
+    args += ["--event-retry-scale", str(retry_scale)]
+    if key is not None:
+        args += ["--event-grid-key", key]
+    if topic is not None:
+        args += ["--event-topic", topic]
+    if delivery_timeout is not None:
+        args += ["--event-delivery-timeout", str(delivery_timeout)]
+    return args
