@@ -1,8 +1,10 @@
 """`python -m devstack up`: the whole local stack in the foreground; Ctrl-C stops all of it.
 
-Start order follows the dependencies: TLS -> asset service -> IoT Hub emulator (its keys go
-into the app's settings, its notifications to the function host) -> dev functions host ->
-DPS emulator (its enrollment group calls the webhook and creates devices on the hubs).
+Start order follows the dependencies: TLS -> Azurite (the app's storage) -> asset service
+(its change events go to the function host's Event Grid endpoint) -> IoT Hub emulator (its keys
+go into the app's settings, its twin-change notifications to the function host) -> dev
+functions host -> DPS emulator (its enrollment group calls the webhook and creates devices on
+the hubs). The function host's port is fixed first, since the senders need its address.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from devstack.azurite import start_azurite
 from devstack.processes import Child, ChildFailed, start_child, stop_children, wait_ready
 from devstack.serving import write_ready_file
 from devstack.tls import DevstackTls, ensure_tls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT / ".devstack"
+ASSET_EVENTS_PATH = "/runtime/webhooks/eventgrid?functionName=asset_changed"
+"""Where the asset service's change events go: the sync function's Event Grid endpoint."""
 TWIN_EVENTS_HUB = "twin-changes"
 """The Event Hub name the hubs' twin-change notifications are routed to (one for all hubs)."""
 DEFAULT_HUBS = {"hub-us-east.azure-devices.net": 8443, "hub-eu-west.azure-devices.net": 8444}
@@ -40,10 +45,13 @@ class StackOptions:
     function_port: int = 7071
     asset_port: int = 7080
     dps_port: int = 9443
+    queue_port: int = 10001
+    table_port: int = 10002
     hubs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_HUBS))
     function_key: str | None = None
     script_root: Path = REPO_ROOT
     dps_retry_scale: float = 1.0
+    event_retry_scale: float = 1.0
 
 
 class _Stop(Exception):
@@ -79,14 +87,23 @@ class _Stack:
         return wait_ready(child)
 
     def start(self) -> dict[str, Any]:
+        function_port = self.options.function_port or _free_port()
+        function_url = f"http://127.0.0.1:{function_port}"
+        azurite = start_azurite(
+            self.run_dir,
+            self.data_dir / "azurite",
+            queue_port=self.options.queue_port,
+            table_port=self.options.table_port,
+        )
+        self.children.extend(azurite.children)
         assets = self._start(
             "asset-service",
             "devstack.asset_service",
             ["--port", str(self.options.asset_port), "--data-dir", str(self.data_dir / "assets")]
-            + ["--api-key", self.asset_key],
+            + ["--api-key", self.asset_key]
+            + ["--event-grid-url", f"{function_url}{ASSET_EVENTS_PATH}"]
+            + ["--event-retry-scale", str(self.options.event_retry_scale)],
         )
-        function_port = self.options.function_port or _free_port()
-        function_url = f"http://127.0.0.1:{function_port}"
         hub_args = [
             arg for name, port in self.options.hubs.items() for arg in ("--hub", f"{name}={port}")
         ]
@@ -114,6 +131,7 @@ class _Stack:
                 ),
                 "IOT_HUB_CA_BUNDLE": str(self.tls.ca_cert),
                 "TWIN_EVENTS_HUB": TWIN_EVENTS_HUB,
+                "AzureWebJobsStorage": azurite.connection_string,
             },
         )
         allocate_url = f"{host.url}/api/allocate"
@@ -145,6 +163,12 @@ class _Stack:
                 for name, hub in hubs.items()
             },
             "twinEventsHub": TWIN_EVENTS_HUB,
+            "assetEventsSubscriber": f"{host.url}{ASSET_EVENTS_PATH}",
+            "storage": {
+                "connectionString": azurite.connection_string,
+                "queueUrl": azurite.queue_url,
+                "tableUrl": azurite.table_url,
+            },
             "dps": {
                 "host": dps.info["host"],
                 "port": dps.info["port"],
@@ -249,6 +273,12 @@ def print_summary(console: Console, description: dict[str, Any]) -> None:
     table.add_row("dev functions host", description["functionHost"], logs["function-host"])
     table.add_row("  allocation webhook", f"POST {description['allocateUrl']}", "")
     table.add_row("reference asset service", description["assetApi"], logs["asset-service"])
+    storage = description["storage"]
+    table.add_row(
+        "Azurite (queues, tables)",
+        f"{storage['queueUrl']}  {storage['tableUrl']}",
+        logs.get("azurite-queue", ""),
+    )
     for name, hub in description["hubs"].items():
         table.add_row(f"IoT Hub {name.split('.')[0]}", hub["url"], logs["iothub-emulator"])
     dps = description["dps"]
@@ -283,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--function-port", type=int, default=7071)
     up.add_argument("--asset-port", type=int, default=7080)
     up.add_argument("--dps-port", type=int, default=9443)
+    up.add_argument("--queue-port", type=int, default=10001, help="Azurite queue service")
+    up.add_argument("--table-port", type=int, default=10002, help="Azurite table service")
     up.add_argument(
         "--hub-port",
         action="append",
@@ -292,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--function-key", help="enforce this function key (Core Tools does not)")
     up.add_argument(
         "--dps-retry-scale", type=float, default=1.0, help="scale DPS's webhook retry delays"
+    )
+    up.add_argument(
+        "--event-retry-scale",
+        type=float,
+        default=1.0,
+        help="scale the asset service's Event Grid retry delays",
     )
     args = parser.parse_args(argv)
     hubs = dict(DEFAULT_HUBS)
@@ -307,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         function_port=args.function_port,
         asset_port=args.asset_port,
         dps_port=args.dps_port,
+        queue_port=args.queue_port,
+        table_port=args.table_port,
         hubs=hubs,
         function_key=args.function_key,
         dps_retry_scale=args.dps_retry_scale,
+        event_retry_scale=args.event_retry_scale,
     )
     return run_stack(options)
 
