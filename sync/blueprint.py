@@ -15,13 +15,16 @@ blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azur
 
 @blueprint.event_grid_trigger(arg_name="event")
 async def asset_changed(event: func.EventGridEvent, context: func.Context) -> None:
+    # The worker hands over a func.CloudEvent instead when the subscription uses CloudEvents;
+    # the annotation must stay one class, or the worker refuses to index the function.
+    event_type = event.type if isinstance(event, func.CloudEvent) else event.event_type
     services = bootstrap.services()
     await handle_asset_event(
         service=services.asset_sync,
         recorder=services.reconciliation,
         event_id=event.id,
         subject=event.subject,
-        event_type=event.event_type,
+        event_type=event_type,
         data=event.get_json(),
         request_id=context.invocation_id,
     )

@@ -257,3 +257,83 @@ def test_a_move_to_another_hubs_region_flags_the_device_for_reprovisioning(stack
     assert request["required"] is True
     assert request["targetHub"] == WEST
     assert twin.tags["location"] == "eu-west/site-c"
+
+
+def test_a_cloud_event_drives_the_same_sync(stack, device):
+    hub, device_id, asset_id = device
+    # Change the asset without its own event reaching the function: deliver a CloudEvent by hand.
+    patched = stack.patch_asset(asset_id, {"location": "us-east/plant-6/line-1"})
+    cloud_event = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/devstack/assetManagement",
+        "type": "AssetManagement.AssetChanged",
+        "subject": f"/assets/{asset_id}",
+        "time": "2026-11-26T00:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"assetId": asset_id, "version": patched["version"]},
+    }
+    response = httpx.post(
+        f"{stack.d['functionHost']}/runtime/webhooks/eventgrid",
+        params={"functionName": "asset_changed"},
+        json=cloud_event,
+        headers={"aeg-event-type": "Notification", "content-type": "application/cloudevents+json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    twin = stack.twin(hub, device_id)
+    assert twin.tags["location"] == "us-east/plant-6/line-1"
+
+
+def test_a_spoofed_event_is_refused_and_recorded_not_applied(stack, device):
+    hub, device_id, asset_id = device
+    before = stack.twin(hub, device_id).version
+    spoof = [
+        {
+            "id": str(uuid.uuid4()),
+            "subject": f"/assets/{asset_id}",
+            "eventType": "AssetManagement.AssetChanged",
+            "eventTime": "2026-11-26T00:00:00Z",
+            "dataVersion": "1.0",
+            "data": {"assetId": "AST-1001", "version": 99},
+        }
+    ]
+    response = httpx.post(
+        f"{stack.d['functionHost']}/runtime/webhooks/eventgrid",
+        params={"functionName": "asset_changed"},
+        json=spoof,
+        headers={"aeg-event-type": "Notification"},
+        timeout=10,
+    )
+    assert response.status_code == 200, "a bad event is acknowledged, not retried forever"
+    assert stack.twin(hub, device_id).version == before
+    from azure.storage.queue import QueueClient
+
+    queue = QueueClient.from_connection_string(
+        stack.d["storage"]["connectionString"], "reconciliation"
+    )
+    import base64
+    import json
+
+    messages = [
+        json.loads(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)
+    ]
+    assert any(
+        m["kind"] == "assetChange" and m["permanent"] and "contradicts" in m["detail"]
+        for m in messages
+    )
+
+
+def test_an_etag_conflict_on_the_twin_is_reread_and_reapplied(stack, device):
+    hub, device_id, asset_id = device
+    before = stack.twin(hub, device_id).version
+    with hub_http(stack.d["hubs"][hub]["connectionString"], stack.ca) as http:
+        fault = {"status": 412, "count": 2, "pathPrefix": f"/twins/{device_id}", "method": "PATCH"}
+        assert http.post("/devstack/faults", json=fault).status_code < 300
+    stack.patch_asset(asset_id, {"location": "us-east/plant-7/line-7"})
+    twin = eventually(
+        lambda: stack.twin(hub, device_id),
+        lambda t: t.tags.get("location") == "us-east/plant-7/line-7",
+    )
+    stack.settle(hub, device_id, asset_id)
+    assert stack.twin(hub, device_id).version == before + 1 == twin.version
