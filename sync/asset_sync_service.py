@@ -114,7 +114,9 @@ class AssetToTwinSync:
                 continue
             self._remember(device_id, hub)
             return hub, twin
-        raise DeviceNotOnAnyHub(f"device {device_id} of asset {asset.asset_id} is on no hub yet")
+        raise DeviceNotOnAnyHub(
+            f"device {device_id} of asset {asset.asset_id} is on no hub yet", device_id
+        )
 
     def _candidate_hubs(self, asset: Asset) -> list[str]:
         ordered: list[str] = []

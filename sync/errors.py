@@ -10,6 +10,10 @@ class SyncError(Exception):
 class DeviceNotOnAnyHub(SyncError):
     """The asset names a device no configured hub holds (yet): DPS may still be creating it."""
 
+    def __init__(self, message: str, device_id: str) -> None:
+        super().__init__(message)
+        self.device_id = device_id
+
 
 class SyncConflict(SyncError):
     """Etag/If-Match conflicts kept winning after the bounded number of re-reads."""

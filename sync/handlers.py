@@ -51,7 +51,8 @@ async def handle_asset_event(
     try:
         return await service.handle(event, log)
     except (SyncError, AssetError, IotHubError) as error:
-        log.bind(assetId=event.asset_id).warning(
+        device_id = getattr(error, "device_id", None)
+        log.bind(assetId=event.asset_id, deviceId=device_id, registrationId=device_id).warning(
             "asset sync failed; Event Grid will deliver again",
             reason=type(error).__name__,
             detail=str(error),
