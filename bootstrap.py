@@ -9,6 +9,7 @@ from allocation.policy import Policy, PolicyError, load_policy
 from allocation.service import AllocationService
 from asset_client import AssetRepository
 from iothub_client import HubConnections, IotHubRegistry
+from reconciliation import Reconciler
 from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
 from sync import AssetToTwinSync, TwinToAssetSync
@@ -24,6 +25,7 @@ class Services:
     reconciliation: ReconciliationRecorder
     asset_sync: AssetToTwinSync
     device_sync: TwinToAssetSync
+    reconciler: Reconciler
     closers: tuple[Any, ...] = ()
 
     async def aclose(self) -> None:
@@ -77,18 +79,35 @@ def _managed_identity(settings: AppSettings) -> Any:
 def build_services(settings: AppSettings, policy: Policy) -> Services:
     # Imported here so that importing function_app (cold start) does not pay for httpx.
     from asset_client.http_adapter import HttpAssetRepository
+    from resilience.breaker import Breaker
+    from resilience.resilient_assets import ResilientAssetRepository, is_outage
+    from resilience.retry import RetryPolicy
 
-    assets = HttpAssetRepository(
-        str(settings.asset_api_url),
-        api_key=settings.asset_api_key.get_secret_value() if settings.asset_api_key else None,
-        timeout_seconds=settings.asset_api_timeout_seconds,
-        max_connections=settings.asset_api_max_connections,
+    assets = ResilientAssetRepository(
+        HttpAssetRepository(
+            str(settings.asset_api_url),
+            api_key=settings.asset_api_key.get_secret_value() if settings.asset_api_key else None,
+            timeout_seconds=settings.asset_api_timeout_seconds,
+            max_connections=settings.asset_api_max_connections,
+        ),
+        policy=RetryPolicy(
+            max_attempts=settings.asset_api_max_attempts,
+            deadline_seconds=policy.outage.budget_seconds,
+            attempt_timeout_seconds=settings.asset_api_timeout_seconds,
+        ),
+        breaker=Breaker(
+            "asset-api",
+            is_failure=is_outage,
+            fail_max=settings.asset_api_breaker_failures,
+            reset_timeout_seconds=settings.asset_api_breaker_reset_seconds,
+        ),
     )
     allocation = AllocationService(
         assets=assets, policy=policy, asset_api_public_url=settings.public_asset_url
     )
     from iothub_client.sdk_adapter import SdkIotHubRegistry
     from resilience import RateLimitedIotHubRegistry, StorageQueue
+    from resilience.dead_letters import DeadLetterRecorder
 
     connections = hub_connections(settings)
     iot_hubs = RateLimitedIotHubRegistry(
@@ -100,12 +119,14 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         ),
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
     )
+    storage = settings.storage_connection.get_secret_value()
     queue = StorageQueue(
-        settings.storage_connection.get_secret_value(),
-        settings.reconciliation_queue,
-        encoding=settings.queue_message_encoding,
+        storage, settings.reconciliation_queue, encoding=settings.queue_message_encoding
     )
-    reconciliation = ReconciliationRecorder(queue)
+    dead_letter_queue = StorageQueue(
+        storage, settings.dead_letter_queue, encoding=settings.queue_message_encoding
+    )
+    reconciliation = ReconciliationRecorder(queue, dead_letters=dead_letter_queue)
     asset_sync = AssetToTwinSync(
         assets=assets,
         hubs=iot_hubs,
@@ -114,6 +135,16 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         asset_api_public_url=settings.public_asset_url,
     )
     device_sync = TwinToAssetSync(assets=assets, policy=policy, recorder=reconciliation)
+    reconciler = Reconciler(
+        assets=assets,
+        hubs=iot_hubs,
+        hub_names=[connection.hub for connection in connections.values()],
+        policy=policy,
+        asset_api_public_url=settings.public_asset_url,
+        asset_sync=asset_sync,
+        device_sync=device_sync,
+        dead_letters=DeadLetterRecorder(dead_letter_queue),
+    )
     return Services(
         settings=settings,
         policy=policy,
@@ -123,7 +154,8 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         reconciliation=reconciliation,
         asset_sync=asset_sync,
         device_sync=device_sync,
-        closers=(queue,),
+        reconciler=reconciler,
+        closers=(queue, dead_letter_queue),
     )
 
 

@@ -4,6 +4,7 @@ import azure.functions as func
 
 import bootstrap
 from allocation.blueprint import blueprint as allocation_blueprint
+from reconciliation.blueprint import blueprint as reconciliation_blueprint
 from sync.blueprint import blueprint as sync_blueprint
 
 # Fail at start-up, naming the bad setting or policy key, rather than on the first device.
@@ -12,3 +13,4 @@ bootstrap.load_configuration()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(allocation_blueprint)
 app.register_functions(sync_blueprint)
+app.register_functions(reconciliation_blueprint)

@@ -60,6 +60,18 @@ class AppSettings(BaseSettings):
         pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
         validation_alias="RECONCILIATION_QUEUE",
     )
+    dead_letter_queue: str = Field(
+        "dead-letters",
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        validation_alias="DEAD_LETTER_QUEUE",
+    )
+    asset_api_max_attempts: int = Field(4, ge=1, le=10, validation_alias="ASSET_API_MAX_ATTEMPTS")
+    asset_api_breaker_failures: int = Field(
+        5, ge=1, le=100, validation_alias="ASSET_API_BREAKER_FAILURES"
+    )
+    asset_api_breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias="ASSET_API_BREAKER_RESET_SECONDS"
+    )
     queue_message_encoding: Literal["base64", "none"] = Field(
         "base64", validation_alias="QUEUE_MESSAGE_ENCODING"
     )

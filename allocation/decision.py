@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocation.contract import AllocationRequest, AllocationResponse
-from allocation.errors import AssetNotAssignable, UnknownDevice
+from allocation.errors import AssetNotAssignable, NoHubForDevice, UnknownDevice
 from allocation.hub_selection import HubChoice, select_hub, spread
 from allocation.identity import DeviceIdentity
 from allocation.policy import Policy
@@ -68,7 +68,7 @@ def decide_allocation(
         state = ProvisioningState.QUARANTINED
         link = None
     else:
-        _check_assignable(asset, device_id)
+        check_assignable(asset, device_id)
         role = assign_role(asset.asset_type, policy.role_rules, policy.default_role)
         hub = select_hub(
             location=asset.location,
@@ -80,12 +80,63 @@ def decide_allocation(
         )
         state = ProvisioningState.PROVISIONED
         link = _link_needed(asset, identity)
+    response = _response(asset, None, role, hub, state, policy, asset_api_public_url)
+    return AllocationDecision(identity, asset, role, hub, state, link, response)
 
+
+def decide_fallback(
+    *,
+    request: AllocationRequest,
+    identity: DeviceIdentity,
+    policy: Policy,
+    known_location: str | None,
+) -> AllocationDecision:
+    """The asset system is down: least privilege now, the real role after reconciliation.
+
+    The hub follows the policy when the location is known (from an earlier lookup), else the
+    stable spread; a re-registering device stays on its linked current hub.
+    """
+    context = request.device_runtime_context
+    role = assign_role(None, policy.role_rules, policy.default_role)
+    hub = None
+    if known_location is not None:
+        try:
+            hub = select_hub(
+                location=known_location,
+                linked_hubs=request.linked_hubs,
+                rules=policy.hub_rules,
+                fallback=policy.hub_fallback,
+                registration_id=identity.registration_id,
+                current_hub=context.current_iot_hub_host_name,
+            )
+        except NoHubForDevice:
+            hub = None
+    if hub is None:
+        hub = spread(
+            request.linked_hubs,
+            identity.registration_id,
+            context.current_iot_hub_host_name,
+            "asset system unavailable",
+        )
+    state = ProvisioningState.PENDING_RECONCILIATION
+    response = _response(None, known_location, role, hub, state, policy, "")
+    return AllocationDecision(identity, None, role, hub, state, None, response)
+
+
+def _response(
+    asset: Asset | None,
+    known_location: str | None,
+    role: RoleAssignment,
+    hub: HubChoice,
+    state: ProvisioningState,
+    policy: Policy,
+    asset_api_public_url: str,
+) -> AllocationResponse:
     owned = asset_owned_fields(asset, role, asset_api_public_url) if asset else None
     tags = DeviceTags(
         asset_id=owned.asset_id if owned else None,
         asset_type=owned.asset_type if owned else None,
-        location=owned.location if owned else None,
+        location=owned.location if owned else known_location,
         device_role=role.role,
         provisioning_state=state,
         hub_selection=hub.selection,
@@ -98,15 +149,15 @@ def decide_allocation(
     payload: dict[str, Any] = {"deviceRole": role.role.value, "provisioningState": state.value}
     if asset:
         payload["assetId"] = asset.asset_id
-    response = AllocationResponse(
+    return AllocationResponse(
         iot_hub_host_name=hub.hub,
         initial_twin=InitialTwin(tags=tags, properties=TwinProperties(desired=desired)),
         payload=payload,
     )
-    return AllocationDecision(identity, asset, role, hub, state, link, response)
 
 
-def _check_assignable(asset: Asset, device_id: str) -> None:
+def check_assignable(asset: Asset, device_id: str) -> None:
+    """Raise AssetNotAssignable when the asset cannot take this device."""
     if asset.status is AssetStatus.RETIRED:
         raise AssetNotAssignable(f"asset {asset.asset_id!r} is retired")
     if asset.device_id is not None and not _same_device(asset.device_id, device_id):

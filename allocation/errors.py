@@ -69,6 +69,16 @@ class AmbiguousSubject(AttestationError):
     code = "ambiguous-subject"
 
 
+class AllocationDeferred(AllocationError):
+    """The asset system is down and the outage policy is `defer`: DPS should retry later."""
+
+    code = "asset-system-unavailable"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class UnknownDevice(AllocationError):
     """No asset for this device and the policy says reject."""
 

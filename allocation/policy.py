@@ -45,6 +45,16 @@ class AttestationPolicy(BaseModel):
     clock_skew_seconds: int = Field(300, ge=0, le=3600)
 
 
+class OutagePolicy(BaseModel):
+    """What the webhook does when the asset system is down (not when it answers 4xx)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: Literal["fallback", "defer"] = "fallback"
+    retry_after_seconds: int = Field(10, ge=1, le=300)
+    budget_seconds: float = Field(4.0, gt=0, le=30)
+
+
 class Policy(BaseModel):
     """Everything the allocation decision needs besides the request and the asset."""
 
@@ -57,6 +67,7 @@ class Policy(BaseModel):
     hub_rules: list[HubRule] = Field(default_factory=list)
     role_rules: list[RoleRule] = Field(default_factory=list)
     attestation: AttestationPolicy = AttestationPolicy()
+    outage: OutagePolicy = OutagePolicy()
 
     @model_validator(mode="after")
     def _default_is_least_privilege(self) -> Policy:

@@ -7,10 +7,11 @@ refusal is 4xx only when retrying cannot help; asset-system trouble is 5xx so DP
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from allocation.errors import (
+    AllocationDeferred,
     AllocationError,
     AssetNotAssignable,
     BodyTooLarge,
@@ -34,10 +35,17 @@ _TYPE_PREFIX = "urn:dps-asset-onboarding:problem:"
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """The HTTP answer, plus what to put on the queues once it is sent (output bindings)."""
+
     status: int
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    reconciliation: str | None = None
+    dead_letter: str | None = None
+
+    def with_dead_letter(self, message: str) -> HttpAnswer:
+        return replace(self, dead_letter=message)
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,14 @@ def problem_answer(error: Exception, request_id: str) -> HttpAnswer:
     if isinstance(error, AssetUnavailable):
         retry = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
         headers["retry-after"] = str(max(1, round(retry)))
+    if isinstance(error, AllocationDeferred):
+        headers["retry-after"] = str(error.retry_after)
     return HttpAnswer(mapping.status, json.dumps(body).encode(), PROBLEM_JSON, headers)
 
 
 def _mapping_for(error: Exception) -> _Mapping:
+    if isinstance(error, AllocationDeferred):
+        return _Mapping(503, "Asset system unavailable; retry later", error.code)
     if isinstance(error, BodyTooLarge):
         return _Mapping(413, "Request body too large", error.code)
     if isinstance(error, AssetNotAssignable):

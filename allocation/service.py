@@ -1,21 +1,36 @@
-"""The allocation use case: read identity, find the asset, decide, record the link."""
+"""The allocation use case: read identity, find the asset, decide, record the link.
+
+When the asset system is down (not when it answers 4xx) the outage policy decides: fallback
+answers with least privilege and queues the rest for reconciliation; defer answers 503.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from allocation.attestation import read_identity
 from allocation.contract import AllocationRequest
-from allocation.decision import AllocationDecision, decide_allocation
-from allocation.errors import AssetNotAssignable
+from allocation.decision import AllocationDecision, decide_allocation, decide_fallback
+from allocation.errors import AllocationDeferred, AssetNotAssignable
 from allocation.identity import DeviceIdentity
 from allocation.policy import Policy
-from asset_client import Asset, AssetRepository
+from asset_client import Asset, AssetContractViolation, AssetRepository, AssetUnavailable
 from observability import DeviceLog
+from resilience.reconciliation import ReconciliationMessage
 
 _logger = logging.getLogger("allocation")
+_KNOWN_LOCATIONS = 100_000
+
+
+@dataclass(frozen=True)
+class AllocationOutcome:
+    decision: AllocationDecision
+    reconciliation: ReconciliationMessage | None = None
 
 
 class AllocationService:
@@ -31,9 +46,13 @@ class AllocationService:
         self._policy = policy
         self._asset_api_public_url = asset_api_public_url
         self._clock = clock
+        # Locations seen in earlier lookups, so a fallback can still route by location.
+        self._locations: OrderedDict[str, str] = OrderedDict()
 
-    async def allocate(self, request: AllocationRequest, log: DeviceLog) -> AllocationDecision:
-        """Raises AllocationError (refusal) or AssetError (asset system trouble)."""
+    async def allocate(
+        self, request: AllocationRequest, log: DeviceLog, *, request_id: str = ""
+    ) -> AllocationOutcome:
+        """Raises AllocationError (a refusal) or AssetError (asset trouble that is no outage)."""
         identity = read_identity(
             request.device_runtime_context,
             request.enrollment,
@@ -41,17 +60,20 @@ class AllocationService:
             clock_skew=timedelta(seconds=self._policy.attestation.clock_skew_seconds),
         )
         log = log.bind(registrationId=identity.registration_id, deviceId=identity.device_id.value)
-        asset = await self._find_asset(identity)
-        log = log.bind(assetId=asset.asset_id if asset else None)
-        decision = decide_allocation(
-            request=request,
-            identity=identity,
-            asset=asset,
-            policy=self._policy,
-            asset_api_public_url=self._asset_api_public_url,
-        )
-        if decision.link is not None and asset is not None:
-            await self._assets.link_device(asset.asset_id, decision.link)
+        try:
+            asset = await self._find_asset(identity)
+            log = log.bind(assetId=asset.asset_id if asset else None)
+            decision = decide_allocation(
+                request=request,
+                identity=identity,
+                asset=asset,
+                policy=self._policy,
+                asset_api_public_url=self._asset_api_public_url,
+            )
+            if decision.link is not None and asset is not None:
+                await self._assets.link_device(asset.asset_id, decision.link)
+        except (AssetUnavailable, AssetContractViolation) as outage:
+            return self._outage(request, identity, outage, log, request_id)
         log.info(
             "allocated",
             hub=decision.hub.hub,
@@ -62,19 +84,94 @@ class AllocationService:
             linked=decision.link is not None,
             reregistration=request.is_reregistration,
         )
-        return decision
+        return AllocationOutcome(decision)
+
+    def _outage(
+        self,
+        request: AllocationRequest,
+        identity: DeviceIdentity,
+        outage: Exception,
+        log: DeviceLog,
+        request_id: str,
+    ) -> AllocationOutcome:
+        policy = self._policy.outage
+        if policy.policy == "defer":
+            log.warning("allocation deferred", reason=type(outage).__name__, detail=str(outage))
+            raise AllocationDeferred(
+                f"the asset system is unavailable ({outage}); DPS should retry",
+                retry_after=policy.retry_after_seconds,
+            ) from outage
+        decision = decide_fallback(
+            request=request,
+            identity=identity,
+            policy=self._policy,
+            known_location=self._known_location(identity),
+        )
+        message = ReconciliationMessage(
+            kind="allocation",
+            reason="asset system unavailable",
+            detail=str(outage)[:2000],
+            device_id=identity.device_id.value,
+            hub=decision.hub.hub,
+            request_id=request_id or None,
+            event=allocation_summary(request, identity, decision.hub.hub),
+        )
+        log.warning(
+            "allocated with the fallback role; reconciliation queued",
+            hub=decision.hub.hub,
+            role=decision.role.role.value,
+            provisioningState=decision.provisioning_state.value,
+            reason=type(outage).__name__,
+            detail=str(outage),
+        )
+        return AllocationOutcome(decision, message)
 
     async def _find_asset(self, identity: DeviceIdentity) -> Asset | None:
         """By device id first (re-registrations), then by the certificate's subject serial."""
-        by_device = await self._assets.find_by_device_id(identity.device_id.value)
-        if by_device:
-            return _only(by_device, f"device id {identity.device_id.value!r}")
+        device_id = identity.device_id.value
         serial = identity.subject_serial_number
-        if serial is None:
-            return None
-        return _only(
-            await self._assets.find_by_serial_number(serial.value), f"serial {serial.value!r}"
+        asset = _only(await self._assets.find_by_device_id(device_id), f"device id {device_id!r}")
+        if asset is None and serial is not None:
+            asset = _only(
+                await self._assets.find_by_serial_number(serial.value), f"serial {serial.value!r}"
+            )
+        if asset is not None:
+            self._remember(f"d:{device_id}", asset.location)
+            self._remember(f"s:{asset.serial_number}", asset.location)
+        return asset
+
+    def _known_location(self, identity: DeviceIdentity) -> str | None:
+        serial = identity.subject_serial_number
+        return self._locations.get(f"d:{identity.device_id.value}") or (
+            self._locations.get(f"s:{serial.value}") if serial else None
         )
+
+    def _remember(self, key: str, location: str) -> None:
+        self._locations[key] = location
+        self._locations.move_to_end(key)
+        while len(self._locations) > _KNOWN_LOCATIONS:
+            self._locations.popitem(last=False)
+
+
+def allocation_summary(
+    request: AllocationRequest, identity: DeviceIdentity, hub: str | None
+) -> dict[str, Any]:
+    """What reconciliation and operators need to know about a registration; no secrets."""
+    context = request.device_runtime_context
+    return {
+        "registrationId": identity.registration_id,
+        "deviceId": identity.device_id.value,
+        "subjectSerialNumber": (
+            identity.subject_serial_number.value if identity.subject_serial_number else None
+        ),
+        "thumbprint": identity.thumbprint,
+        "assignedHub": hub,
+        "linkedHubs": list(request.linked_hubs),
+        "currentHub": context.current_iot_hub_host_name,
+        "enrollment": request.enrollment.enrollment_group_id or request.enrollment.registration_id,
+        "attestation": identity.attestation_kind,
+        "provenance": identity.provenance(),
+    }
 
 
 def _only(assets: list[Asset], what: str) -> Asset | None:

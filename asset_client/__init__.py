@@ -5,6 +5,7 @@ openapi.yaml beside this file is the contract; devstack's reference service impl
 
 from asset_client.errors import (
     AssetAccessDenied,
+    AssetCircuitOpen,
     AssetConflict,
     AssetContractViolation,
     AssetError,
@@ -19,6 +20,7 @@ from asset_client.port import AssetRepository
 __all__ = [
     "Asset",
     "AssetAccessDenied",
+    "AssetCircuitOpen",
     "AssetConflict",
     "AssetContractViolation",
     "AssetError",

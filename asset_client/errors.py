@@ -32,11 +32,21 @@ class AssetRequestRejected(AssetError):
 
 
 class AssetUnavailable(AssetError):
-    """Transport error, timeout, 429 or 5xx: transient, worth a retry later."""
+    """Transport error, timeout, 429 or 5xx: an outage, worth trying again later.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `status` is None for transport errors and timeouts, else the HTTP status.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+
+class AssetCircuitOpen(AssetUnavailable):
+    """Not attempted: recent calls failed and the circuit breaker is open. Fails in microseconds."""
 
 
 class AssetContractViolation(AssetError):

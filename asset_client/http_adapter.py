@@ -149,7 +149,7 @@ class HttpAssetRepository:
         if status in (401, 403):
             raise AssetAccessDenied(detail)
         if status == 429 or status >= 500:
-            raise AssetUnavailable(detail, retry_after=_retry_after(answer))
+            raise AssetUnavailable(detail, retry_after=_retry_after(answer), status=status)
         raise AssetRequestRejected(detail, status)
 
 

@@ -12,6 +12,7 @@ from roles import RoleName, RolePermissions
 class ProvisioningState(StrEnum):
     PROVISIONED = "provisioned"
     QUARANTINED = "quarantined"
+    PENDING_RECONCILIATION = "pendingReconciliation"
 
 
 class HubSelection(StrEnum):

@@ -49,10 +49,32 @@ class QueueSender(Protocol):
 
 
 class ReconciliationRecorder:
-    """Puts messages on the reconciliation queue; raises if the queue cannot take them."""
+    """Transient work goes on the reconciliation queue; permanent failures straight to the
+    dead-letter queue (retrying them would only delay the operator). Raises if the queue
+    cannot take the message: the caller must not consider it recorded."""
 
-    def __init__(self, queue: QueueSender) -> None:
+    def __init__(self, queue: QueueSender, dead_letters: QueueSender | None = None) -> None:
         self._queue = queue
+        self._dead_letters = dead_letters
 
     async def record(self, message: ReconciliationMessage) -> None:
+        if message.permanent and self._dead_letters is not None:
+            from resilience.dead_letters import DeadLetter
+
+            letter = DeadLetter(
+                source="sync" if message.kind != "allocation" else "allocation",
+                kind=message.kind,
+                reason=message.reason,
+                detail=message.detail,
+                device_id=message.device_id,
+                asset_id=message.asset_id,
+                hub=message.hub,
+                request_id=message.request_id,
+                request=message.event,
+                attempts=message.attempts,
+                first_seen=message.recorded_at,
+                replayable=False,
+            )
+            await self._dead_letters.send(letter.to_message())
+            return
         await self._queue.send(message.to_message())

@@ -99,6 +99,13 @@ class TwinToAssetSync:
         _logger.info("twin change batch", extra={"requestId": request_id, **outcome.results})
         return outcome
 
+    async def apply(self, change: TwinChange, log: DeviceLog) -> DeviceResult:
+        """One change, failures raised (for reconciliation, which has its own retries)."""
+        if is_own_echo(change):
+            return "echo"
+        async with self._gate:
+            return await self._apply(change, log)
+
     async def _apply(self, change: TwinChange, log: DeviceLog) -> DeviceResult:
         if not change.reported:
             return "no device-owned change"

@@ -37,7 +37,7 @@ def cert_request(ca, registration_id="sensor-1001", serial="SN-1001", **kwargs):
 async def test_a_known_device_gets_hub_role_twin_and_is_linked(ca, demo_policy):
     repo = FakeAssetRepository(make_asset())
     request, cert = cert_request(ca)
-    decision = await service(repo, demo_policy).allocate(request, log())
+    decision = (await service(repo, demo_policy).allocate(request, log())).decision
     body = json.loads(decision.response.to_json())
     assert body["iotHubHostName"] == EAST
     assert body["initialTwin"]["tags"] == {
@@ -67,9 +67,9 @@ async def test_a_known_device_gets_hub_role_twin_and_is_linked(ca, demo_policy):
 async def test_a_repeated_registration_answers_the_same_and_links_once(ca, demo_policy):
     repo = FakeAssetRepository(make_asset())
     request, _ = cert_request(ca)
-    first = await service(repo, demo_policy).allocate(request, log())
+    first = (await service(repo, demo_policy).allocate(request, log())).decision
     again, _ = cert_request(ca, current_hub=EAST)  # re-registration with a fresh certificate
-    second = await service(repo, demo_policy).allocate(again, log())
+    second = (await service(repo, demo_policy).allocate(again, log())).decision
     assert first.response == second.response
     assert len(repo.links) == 1
     assert second.link is None
@@ -88,7 +88,7 @@ async def test_a_repeated_registration_answers_the_same_and_links_once(ca, demo_
 async def test_role_and_hub_follow_the_asset(ca, demo_policy, asset_type, location, hub, role):
     repo = FakeAssetRepository(make_asset(asset_type=asset_type, location=location))
     request, _ = cert_request(ca)
-    decision = await service(repo, demo_policy).allocate(request, log())
+    decision = (await service(repo, demo_policy).allocate(request, log())).decision
     assert decision.response.iot_hub_host_name == hub
     assert decision.role.role.value == role
 
@@ -103,7 +103,7 @@ async def test_an_unknown_device_is_quarantined_under_quarantine(ca, demo_policy
     policy = demo_policy.model_copy(update={"unknown_device": "quarantine"})
     request, _ = cert_request(ca, serial="SN-404")
     repo = FakeAssetRepository()
-    decision = await service(repo, policy).allocate(request, log())
+    decision = (await service(repo, policy).allocate(request, log())).decision
     tags = decision.response.initial_twin.tags
     assert tags.provisioning_state.value == "quarantined"
     assert tags.asset_id is None
@@ -116,7 +116,7 @@ async def test_an_unknown_device_is_quarantined_under_quarantine(ca, demo_policy
 async def test_a_location_without_rule_is_spread_under_spread(ca, demo_policy):
     repo = FakeAssetRepository(make_asset(location="ap-south/site-x"))
     request, _ = cert_request(ca)
-    decision = await service(repo, demo_policy).allocate(request, log())
+    decision = (await service(repo, demo_policy).allocate(request, log())).decision
     assert decision.response.initial_twin.tags.hub_selection.value == "spread"
     assert decision.response.iot_hub_host_name in (EAST, WEST)
 
@@ -170,7 +170,7 @@ async def test_payload_claims_cannot_change_role_hub_or_asset(ca, demo_policy):
     )
     spoof = {"deviceRole": "gateway", "assetId": "AST-9", "iotHubHostName": WEST, "role": "gateway"}
     request, _ = cert_request(ca, payload=spoof)
-    decision = await service(repo, demo_policy).allocate(request, log())
+    decision = (await service(repo, demo_policy).allocate(request, log())).decision
     assert decision.response.iot_hub_host_name == EAST
     assert decision.role.role.value == "sensor"
     assert decision.response.initial_twin.tags.asset_id == "AST-1001"

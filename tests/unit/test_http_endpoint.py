@@ -10,6 +10,7 @@ from allocation.http_endpoint import answer_allocation
 from allocation.service import AllocationService
 from asset_client import (
     AssetAccessDenied,
+    AssetCircuitOpen,
     AssetConflict,
     AssetContractViolation,
     AssetUnavailable,
@@ -200,26 +201,106 @@ class FailingRepo(FakeAssetRepository):
 
 
 @pytest.mark.parametrize(
-    ("error", "status", "retry_after"),
+    ("error", "status"),
     [
-        (AssetUnavailable("asset API timed out"), 503, "5"),
-        (AssetUnavailable("busy", retry_after=12.4), 503, "12"),
-        (AssetAccessDenied("asset API answered 401"), 502, None),
-        (AssetContractViolation("bad shape"), 502, None),
-        (AssetConflict("changed"), 409, None),
-        (RuntimeError("secret=hunter2 internal"), 500, None),
+        (AssetAccessDenied("asset API answered 401"), 502),
+        (AssetConflict("changed"), 409),
+        (RuntimeError("secret=hunter2 internal"), 500),
     ],
 )
-async def test_asset_failures_map_to_the_status_dps_retries_or_fails_on(
-    known, demo_policy, error, status, retry_after
+async def test_asset_failures_that_are_no_outage_map_to_their_status(
+    known, demo_policy, error, status
 ):
     result = await answer(known, repo=FailingRepo(error), policy=demo_policy)
     assert result.status == status
-    assert result.headers.get("retry-after") == retry_after
+    assert result.reconciliation is None
     body = problem(result)
     if status == 500:
         assert b"hunter2" not in result.body
         assert body["detail"] == "unexpected error; see the logs"
+
+
+OUTAGES = [
+    AssetUnavailable("asset API timed out"),
+    AssetUnavailable("busy", retry_after=12.4, status=503),
+    AssetUnavailable("boom", status=500),
+    AssetCircuitOpen("asset API circuit is open", retry_after=30),
+    AssetContractViolation("bad shape"),
+]
+
+
+@pytest.mark.parametrize("error", OUTAGES, ids=lambda e: type(e).__name__)
+async def test_an_outage_under_fallback_onboards_with_least_privilege_and_queues_the_rest(
+    known, demo_policy, error
+):
+    result = await answer(known, repo=FailingRepo(error), policy=demo_policy)
+    assert result.status == 200
+    body = json.loads(result.body)
+    assert body["iotHubHostName"] in (EAST, "hub-eu-west.azure-devices.net")
+    tags = body["initialTwin"]["tags"]
+    assert tags["provisioningState"] == "pendingReconciliation"
+    assert tags["deviceRole"] == "sensor"
+    assert "assetId" not in tags
+    assert body["initialTwin"]["properties"]["desired"]["rolePermissions"]["role"] == "sensor"
+    message = json.loads(result.reconciliation)
+    assert message["kind"] == "allocation"
+    assert message["deviceId"] == "sensor-1001"
+    assert message["hub"] == body["iotHubHostName"]
+    assert message["requestId"] == "req-42"
+    assert message["event"]["subjectSerialNumber"] == "SN-1001"
+    assert result.dead_letter is None
+
+
+@pytest.mark.parametrize("error", OUTAGES, ids=lambda e: type(e).__name__)
+async def test_an_outage_under_defer_is_503_with_the_policys_retry_after(known, demo_policy, error):
+    policy = demo_policy.model_copy(
+        update={"outage": demo_policy.outage.model_copy(update={"policy": "defer"})}
+    )
+    result = await answer(known, repo=FailingRepo(error), policy=policy)
+    assert result.status == 503
+    assert result.headers["retry-after"] == str(policy.outage.retry_after_seconds)
+    assert problem(result)["type"].endswith(":asset-system-unavailable")
+    assert result.reconciliation is None
+    assert result.dead_letter is None
+
+
+async def test_a_fallback_routes_by_a_location_seen_before(known, demo_policy):
+    class FlakyLater(FakeAssetRepository):
+        down = False
+
+        async def find_by_device_id(self, device_id):
+            if self.down:
+                raise AssetUnavailable("down")
+            return await super().find_by_device_id(device_id)
+
+    repo = FlakyLater(make_asset(location="eu-west/site-a"))
+    service = AllocationService(assets=repo, policy=demo_policy, asset_api_public_url="http://a")
+    first = await answer_allocation(json.dumps(known).encode(), request_id="r", service=service)
+    repo.down = True
+    second = await answer_allocation(json.dumps(known).encode(), request_id="r", service=service)
+    body = json.loads(second.body)
+    assert json.loads(first.body)["iotHubHostName"] == "hub-eu-west.azure-devices.net"
+    assert body["iotHubHostName"] == "hub-eu-west.azure-devices.net"
+    assert body["initialTwin"]["tags"]["hubSelection"] == "location"
+    assert body["initialTwin"]["tags"]["location"] == "eu-west/site-a"
+
+
+async def test_a_refusal_is_dead_lettered_with_context_and_never_replayable(demo_policy):
+    body = valid_body("sensor-9999", x509={"subjectName": "CN=sensor-9999, SERIALNUMBER=SN-9999"})
+    result = await answer(body, policy=demo_policy)
+    assert result.status == 400
+    letter = json.loads(result.dead_letter)
+    assert letter["source"] == "allocation"
+    assert letter["reason"] == "unknown-device"
+    assert letter["registrationId"] == "sensor-9999"
+    assert letter["request"]["linkedHubs"] == list(body["linkedHubs"])
+    assert letter["replayable"] is False
+
+
+async def test_garbage_is_not_dead_lettered(demo_policy):
+    result = await answer(b"not json", policy=demo_policy)
+    assert result.status == 400
+    assert result.dead_letter is None
 
 
 async def test_an_unknown_device_is_400_unknown_device(demo_policy):

@@ -1,0 +1,35 @@
+"""Queue triggers: the reconciliation queue, and its poison queue (messages that failed 5 times)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage
+
+import bootstrap
+
+blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+
+@blueprint.queue_trigger(
+    arg_name="message", queue_name="%RECONCILIATION_QUEUE%", connection="AzureWebJobsStorage"
+)
+async def reconcile(message: QueueMessage, context: func.Context) -> None:
+    # Raising makes the message visible again; after maxDequeueCount it moves to the poison queue.
+    await bootstrap.services().reconciler.handle_raw(
+        message.get_body(),
+        dequeue_count=message.dequeue_count or 1,
+        request_id=context.invocation_id,
+    )
+
+
+@blueprint.queue_trigger(
+    arg_name="message",
+    queue_name="%RECONCILIATION_QUEUE%-poison",
+    connection="AzureWebJobsStorage",
+)
+async def reconciliation_poison(message: QueueMessage, context: func.Context) -> None:
+    await bootstrap.services().reconciler.bury_raw(
+        message.get_body(),
+        dequeue_count=message.dequeue_count or 1,
+        request_id=context.invocation_id,
+    )

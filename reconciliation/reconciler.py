@@ -1,0 +1,250 @@
+"""Reconciliation: finish what could not be done when it first happened, idempotently.
+
+A fallback allocation gets its asset link and its real role, permissions and tags (clearing
+provisioningState pendingReconciliation); a recorded twin or asset change is applied again.
+Transient failures raise, so the queue redelivers (visibility timeout) and, after
+maxDequeueCount tries, moves the message to `<queue>-poison`, whose handler dead-letters it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from allocation.decision import check_assignable
+from allocation.errors import AssetNotAssignable
+from allocation.policy import Policy
+from asset_client import Asset, AssetConflict, AssetRepository, DeviceLink
+from iothub_client import IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
+from observability import DeviceLog
+from resilience.dead_letters import DeadLetter, DeadLetterRecorder
+from resilience.reconciliation import ReconciliationMessage
+from sync import AssetEvent, AssetToTwinSync, RawTwinEvent, TwinToAssetSync, twin_change_from
+from sync.asset_to_twin import plan_twin_update
+from sync.errors import SyncConflict
+
+_logger = logging.getLogger("reconciliation")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        assets: AssetRepository,
+        hubs: IotHubRegistry,
+        hub_names: Sequence[str],
+        policy: Policy,
+        asset_api_public_url: str,
+        asset_sync: AssetToTwinSync,
+        device_sync: TwinToAssetSync,
+        dead_letters: DeadLetterRecorder,
+        max_attempts: int = 5,
+    ) -> None:
+        self._assets = assets
+        self._hubs = hubs
+        self._hub_names = list(hub_names)
+        self._policy = policy
+        self._public_url = asset_api_public_url
+        self._asset_sync = asset_sync
+        self._device_sync = device_sync
+        self._dead_letters = dead_letters
+        self._max_attempts = max_attempts
+
+    async def handle_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> str:
+        """A message nobody can read is dead-lettered at once; retrying cannot fix it."""
+        try:
+            message = ReconciliationMessage.model_validate_json(body)
+        except ValidationError as error:
+            await self._dead_letters.record(
+                DeadLetter(
+                    source="reconciliation",
+                    kind="allocation",
+                    reason="unreadable reconciliation message",
+                    detail=str(error)[:2000],
+                    request_id=request_id,
+                    request={"raw": body[:4000].decode("utf-8", "replace")},
+                    attempts=dequeue_count,
+                    replayable=False,
+                )
+            )
+            return "dead-lettered"
+        return await self.handle(message, dequeue_count=dequeue_count, request_id=request_id)
+
+    async def handle(
+        self, message: ReconciliationMessage, *, dequeue_count: int, request_id: str
+    ) -> str:
+        log = DeviceLog(
+            _logger,
+            request_id=request_id,
+            registration_id=message.device_id,
+            device_id=message.device_id,
+            asset_id=message.asset_id,
+        )
+        if message.permanent:
+            await self._bury(message, message.reason, dequeue_count, replayable=False)
+            return "dead-lettered"
+        if message.kind == "allocation":
+            result = await self._allocation(message, log, dequeue_count)
+        elif message.kind == "twinChange":
+            result = await self._twin_change(message, log)
+        else:
+            result = await self._asset_change(message, log)
+        log.info("reconciled", kind=message.kind, result=result, dequeueCount=dequeue_count)
+        return result
+
+    async def bury_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> None:
+        """The poison queue's handler: the message failed maxDequeueCount times."""
+        try:
+            message = ReconciliationMessage.model_validate_json(body)
+        except ValidationError:
+            await self.handle_raw(body, dequeue_count=dequeue_count, request_id=request_id)
+            return
+        await self._bury(
+            message,
+            f"gave up after {max(dequeue_count, message.attempts)} attempts: {message.reason}",
+            dequeue_count,
+            replayable=True,
+            source="poison",
+        )
+
+    async def _allocation(
+        self, message: ReconciliationMessage, log: DeviceLog, dequeue_count: int
+    ) -> str:
+        event: dict[str, Any] = message.event or {}
+        device_id = message.device_id or event.get("deviceId")
+        hub = message.hub or event.get("assignedHub")
+        if not device_id or not hub:
+            await self._bury(message, "no device id or hub to reconcile", dequeue_count, False)
+            return "dead-lettered"
+        asset = await self._find(device_id, event.get("subjectSerialNumber"))
+        log = log.bind(assetId=asset.asset_id if asset else None)
+        if asset is None:
+            return await self._unknown(message, device_id, hub, log, dequeue_count)
+        try:
+            check_assignable(asset, device_id)
+            if asset.device_id != device_id or asset.provisioning_status != "provisioned":
+                await self._assets.link_device(
+                    asset.asset_id,
+                    DeviceLink(
+                        device_id=device_id,
+                        registration_id=event.get("registrationId") or device_id,
+                        thumbprint=event.get("thumbprint"),
+                    ),
+                )
+        except (AssetNotAssignable, AssetConflict) as refusal:
+            await self._hubs.disable_device(hub, device_id)
+            await self._bury(message, str(refusal), dequeue_count, replayable=False)
+            log.warning("fallback device refused on reconciliation; disabled", reason=str(refusal))
+            return "refused"
+        asset = await self._assets.get_asset(asset.asset_id)
+        await self._write_twin(hub, device_id, asset, log)
+        return "reconciled"
+
+    async def _write_twin(self, hub: str, device_id: str, asset: Asset, log: DeviceLog) -> None:
+        """The asset's fields, the role's permissions, and provisioningState provisioned."""
+        for _attempt in range(self._max_attempts):
+            twin: Twin = await self._hubs.get_twin(hub, device_id)
+            plan = plan_twin_update(
+                twin=twin,
+                asset=asset,
+                policy=self._policy,
+                asset_api_public_url=self._public_url,
+                current_hub=hub,
+                hubs=self._hub_names,
+            )
+            tags = dict(plan.patch.tags or {}) if plan.patch else {}
+            if twin.tags.get("provisioningState") != "provisioned":
+                tags["provisioningState"] = "provisioned"
+            desired = plan.patch.desired if plan.patch else None
+            if not tags and not desired:
+                return
+            try:
+                await self._hubs.update_twin(
+                    hub, device_id, TwinPatch(tags=tags, desired=desired), etag=twin.etag
+                )
+            except TwinPreconditionFailed:
+                continue
+            log.info("twin reconciled from asset", hub=hub, changed=",".join(plan.changed))
+            return
+        raise SyncConflict(f"twin of {device_id} kept changing during reconciliation")
+
+    async def _unknown(
+        self,
+        message: ReconciliationMessage,
+        device_id: str,
+        hub: str,
+        log: DeviceLog,
+        dequeue_count: int,
+    ) -> str:
+        if self._policy.unknown_device == "quarantine":
+            await self._hubs.update_twin(
+                hub, device_id, TwinPatch(tags={"provisioningState": "quarantined"}), etag=None
+            )
+            log.warning("fallback device has no asset; quarantined", hub=hub)
+            return "quarantined"
+        await self._hubs.disable_device(hub, device_id)
+        await self._bury(
+            message,
+            "no asset for the device; the policy rejects unknown devices, so it was disabled",
+            dequeue_count,
+            replayable=False,
+        )
+        log.warning("fallback device has no asset; disabled and dead-lettered", hub=hub)
+        return "refused"
+
+    async def _find(self, device_id: str, serial: str | None) -> Asset | None:
+        matches = await self._assets.find_by_device_id(device_id)
+        if not matches and serial:
+            matches = await self._assets.find_by_serial_number(serial)
+        if len(matches) > 1:
+            raise AssetNotAssignable(f"{len(matches)} assets match device {device_id}")
+        return matches[0] if matches else None
+
+    async def _twin_change(self, message: ReconciliationMessage, log: DeviceLog) -> str:
+        event = message.event or {}
+        raw = RawTwinEvent(
+            body=str(event.get("body", "")).encode(),
+            properties=dict(event.get("properties") or {}),
+            iothub_metadata={},
+            sequence_number=event.get("sequenceNumber"),
+        )
+        change = twin_change_from(raw.body, raw.properties, raw.iothub_metadata)
+        return await self._device_sync.apply(change, log)
+
+    async def _asset_change(self, message: ReconciliationMessage, log: DeviceLog) -> str:
+        event = message.event or {}
+        asset_id = message.asset_id or (event.get("data") or {}).get("assetId")
+        if not asset_id:
+            await self._bury(message, "no asset id to reconcile", message.attempts, False)
+            return "dead-lettered"
+        outcome = await self._asset_sync.handle(AssetEvent(asset_id=asset_id), log)
+        return outcome.result
+
+    async def _bury(
+        self,
+        message: ReconciliationMessage,
+        reason: str,
+        attempts: int,
+        replayable: bool,
+        source: str = "reconciliation",
+    ) -> None:
+        await self._dead_letters.record(
+            DeadLetter(
+                source="poison" if source == "poison" else "reconciliation",
+                kind=message.kind,
+                reason=reason[:200],
+                detail=message.detail,
+                registration_id=(message.event or {}).get("registrationId"),
+                device_id=message.device_id,
+                asset_id=message.asset_id,
+                hub=message.hub,
+                request_id=message.request_id,
+                request=message.event,
+                attempts=max(attempts, message.attempts),
+                first_seen=message.recorded_at,
+                replayable=replayable,
+            )
+        )
