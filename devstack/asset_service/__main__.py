@@ -14,6 +14,7 @@ from devstack.serving import PortInUse, serve
 from .app import create_app
 from .auth import API_KEY_ENV, DEFAULT_API_KEY
 from .change_events import DEFAULT_TOPIC
+from .faults import MAX_LATENCY_MS, FaultSettings
 from .problems import Problem
 from .publisher import check_endpoint
 from .store import DATABASE_FILE, SchemaMismatch
@@ -34,6 +35,57 @@ def _endpoint(raw: str) -> str:
         return check_endpoint(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _latency_ms(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_LATENCY_MS):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer from 0 to {MAX_LATENCY_MS}")
+    return int(raw)
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number from 0 to 1")
+    return value
+
+
+def _seed(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+
+
+def _add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    faults = parser.add_argument_group(
+        "fault injection",
+        "start with asset calls slowed or failing (POST /devstack/faults changes it later)",
+    )
+    faults.add_argument(
+        "--fault-latency-ms",
+        type=_latency_ms,
+        default=0,
+        metavar="MS",
+        help=f"delay every asset call, 0 to {MAX_LATENCY_MS} (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--fault-error-rate",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="answer this share of asset calls 503, 0 to 1 (default: %(default)s)",
+    )
+    faults.add_argument("--fault-down", action="store_true", help="answer every asset call 503")
+    faults.add_argument(
+        "--fault-seed",
+        type=_seed,
+        metavar="N",
+        help="seed for which calls fail, restarted whenever the faults are set (default: random)",
+    )
 
 
 def _add_event_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +163,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-seed", action="store_true", help="do not seed the demo fleet")
     parser.add_argument("--ready-file", type=Path, help="write {url, port, pid} here once serving")
     _add_event_arguments(parser)
+    _add_fault_arguments(parser)
     args = parser.parse_args(argv)
     if args.api_keys is None:
         args.api_keys = [os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY]
@@ -137,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             event_topic=args.event_topic,
             event_retry_scale=args.event_retry_scale,
             event_delivery_timeout=args.event_delivery_timeout,
+            faults=FaultSettings(
+                down=args.fault_down,
+                latency_ms=args.fault_latency_ms,
+                error_rate=args.fault_error_rate,
+            ),
+            fault_seed=args.fault_seed,
         )
         serve(app, host=args.host, port=args.port, ready_file=args.ready_file)
     except PortInUse as exc:

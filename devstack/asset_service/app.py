@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from .auth import DEFAULT_API_KEY, KeyRing
 from .change_events import DEFAULT_TOPIC
 from .delivery_policy import DeliveryPolicy
 from .event_routes import EventRoutes
+from .faults import FaultInjection, FaultRoutes, Faults, FaultSettings
 from .model import Asset, utc_now
 from .preconditions import Preconditions, parse_entity_tags
 from .problems import Problem
@@ -147,10 +149,14 @@ def create_app(
     event_topic: str = DEFAULT_TOPIC,
     event_retry_scale: float = 1.0,
     event_delivery_timeout: float = 30.0,
+    faults: FaultSettings | None = None,
+    fault_seed: int | None = None,
 ) -> Starlette:
     """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
 
     Change events go to each of event_grid_urls (none: they are only kept in the outbox).
+    `faults` are injected from the start (POST /devstack/faults changes them); `fault_seed`
+    makes the injected errors reproducible.
     """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
@@ -176,6 +182,8 @@ def create_app(
     keys = KeyRing(frozenset(api_keys), frozenset(read_only_keys))
     routes = AssetRoutes(service, keys)
     event_routes = EventRoutes(store, keys, publisher.wake)
+    injected = Faults(faults, seed=fault_seed)
+    fault_routes = FaultRoutes(injected, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -200,10 +208,13 @@ def create_app(
             Route("/assets/{assetId}/history", routes.history, methods=["GET"]),
             Route("/devstack/events", event_routes.list_events, methods=["GET"]),
             Route("/devstack/events/redeliver", event_routes.redeliver, methods=["POST"]),
+            Route("/devstack/faults", fault_routes.faults, methods=["GET", "POST"]),
         ],
+        middleware=[Middleware(FaultInjection, faults=injected)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.state.service = service
     app.state.publisher = publisher
+    app.state.faults = injected
     return app

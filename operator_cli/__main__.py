@@ -1,0 +1,5 @@
+"""`python -m operator_cli ...`"""
+
+from operator_cli.commands import main
+
+raise SystemExit(main())
