@@ -105,6 +105,7 @@ def build_host(args: argparse.Namespace) -> FunctionHost:
         port=port,
         ready_file=ready_file,
         max_event_batch_size=host_config.max_event_batch_size,
+        queues=host_config.queues,
     )
     return FunctionHost(functions, options)
 

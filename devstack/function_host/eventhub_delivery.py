@@ -28,6 +28,7 @@ from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.meta import Datum
 
 from devstack.function_host.app_loader import EVENT_HUB_TRIGGER, FunctionSpec
+from devstack.function_host.app_settings import UnresolvedSetting, resolve_setting_references
 from devstack.function_host.errors import InvocationFailed, StartupError
 from devstack.function_host.invocation import (
     DeferredValue,
@@ -41,7 +42,6 @@ logger = logging.getLogger("devstack.function_host.eventhubs")
 DEFAULT_CONSUMER_GROUP = "$Default"
 PARTITION_ID = "0"
 DEFAULT_NAMESPACE = "localhost"
-_SETTING_REFERENCE = re.compile(r"%([^%]+)%")
 _ENDPOINT = re.compile(r"(?:^|;)\s*Endpoint\s*=\s*sb://([^/;]+)", re.IGNORECASE)
 _ISO_8601 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
@@ -236,23 +236,6 @@ def _sent_event(where: str, raw: Any) -> SentEvent:
 
 
 # --- app settings -------------------------------------------------------------------------------
-
-
-class UnresolvedSetting(LookupError):
-    """A `%name%` reference names no app setting."""
-
-
-def resolve_setting_references(value: str, environ: Mapping[str, str]) -> str:
-    """Replace every `%name%` with that app setting, like the host's name resolver."""
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        resolved = environ.get(name)
-        if resolved is None:
-            raise UnresolvedSetting(f"'%{name}%' does not resolve to a value")
-        return resolved
-
-    return _SETTING_REFERENCE.sub(replace, value)
 
 
 def _setting_names(connection: str) -> Iterator[str]:

@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from devstack.function_host.errors import StartupError
 
 DEFAULT_ROUTE_PREFIX = "api"
 DEFAULT_MAX_EVENT_BATCH_SIZE = 100
+MIN_POLLING_INTERVAL = 0.1
+"""The Storage Queues extension's QueuePollingIntervals.Minimum (100 ms)."""
+MAX_QUEUE_BATCH_SIZE = 32
+"""Get Messages returns at most 32 messages; QueuesOptions refuses a larger batchSize."""
+
+# .NET TimeSpan text: [d.]hh:mm[:ss[.fffffff]]
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,7}))?)?$")
+
+MessageEncoding = Literal["base64", "none"]
+
+
+@dataclass(frozen=True)
+class QueuesOptions:
+    """host.json `extensions.queues` (Storage Queues extension 5.x), with its defaults."""
+
+    batch_size: int = 16
+    # None: the extension's default, batchSize / 2 (one vCPU, as on the Consumption plan).
+    new_batch_threshold: int | None = None
+    max_polling_interval: float = 60.0
+    visibility_timeout: float = 0.0
+    max_dequeue_count: int = 5
+    message_encoding: MessageEncoding = "base64"
+
+    @property
+    def fetch_threshold(self) -> int:
+        """Fetch a new batch once no more than this many messages are still being processed."""
+        if self.new_batch_threshold is not None:
+            return self.new_batch_threshold
+        return self.batch_size // 2
 
 
 @dataclass(frozen=True)
@@ -20,6 +50,7 @@ class HostConfig:
     route_prefix: str
     raw: dict[str, Any]
     max_event_batch_size: int = DEFAULT_MAX_EVENT_BATCH_SIZE
+    queues: QueuesOptions = field(default_factory=QueuesOptions)
 
 
 def load_host_config(script_root: Path) -> HostConfig:
@@ -40,6 +71,7 @@ def load_host_config(script_root: Path) -> HostConfig:
         route_prefix=_route_prefix(path, raw),
         raw=raw,
         max_event_batch_size=_max_event_batch_size(path, raw),
+        queues=_queues_options(path, raw),
     )
 
 
@@ -76,3 +108,77 @@ def _max_event_batch_size(path: Path, raw: dict[str, Any]) -> int:
             f"found {value!r}"
         )
     return value
+
+
+def parse_timespan(text: str) -> float:
+    """Seconds in a .NET TimeSpan string such as 00:01:00 or 00:00:00.100; ValueError if not."""
+    match = _TIMESPAN.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a TimeSpan like 00:00:30 or 00:00:00.500")
+    days, hours, minutes, seconds, fraction = match.groups()
+    if int(hours) > 23 or int(minutes) > 59 or int(seconds or 0) > 59:
+        raise ValueError(f"{text!r} is not a TimeSpan: hours, minutes or seconds out of range")
+    total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds or 0)
+    return total + (int(fraction.ljust(7, "0")) / 10_000_000 if fraction else 0.0)
+
+
+def _queues_options(path: Path, raw: dict[str, Any]) -> QueuesOptions:
+    """extensions.queues; a value the extension would refuse stops the host, as it does."""
+    section = _section(_section(raw, "extensions"), "queues")
+    if section is None:
+        return QueuesOptions()
+    where = f"{path}: extensions.queues"
+    if not isinstance(section, dict):
+        raise StartupError(f"{where} must be an object")
+    defaults = QueuesOptions()
+    batch_size = _integer(where, section, "batchSize", defaults.batch_size, 1)
+    if batch_size > MAX_QUEUE_BATCH_SIZE:
+        raise StartupError(f"{where}.batchSize must be at most {MAX_QUEUE_BATCH_SIZE}")
+    threshold = _section(section, "newBatchThreshold")
+    max_polling = _timespan(where, section, "maxPollingInterval", defaults.max_polling_interval)
+    if max_polling < MIN_POLLING_INTERVAL:
+        raise StartupError(f"{where}.maxPollingInterval must be at least 00:00:00.100")
+    encoding = _section(section, "messageEncoding")
+    if encoding is None:
+        encoding = defaults.message_encoding
+    if not isinstance(encoding, str) or encoding.lower() not in ("base64", "none"):
+        raise StartupError(
+            f'{where}.messageEncoding must be "base64" or "none", found {encoding!r}'
+        )
+    return QueuesOptions(
+        batch_size=batch_size,
+        new_batch_threshold=None
+        if threshold is None
+        else _integer(where, section, "newBatchThreshold", 0, 0),
+        max_polling_interval=max_polling,
+        visibility_timeout=_timespan(
+            where, section, "visibilityTimeout", defaults.visibility_timeout
+        ),
+        max_dequeue_count=_integer(
+            where, section, "maxDequeueCount", defaults.max_dequeue_count, 1
+        ),
+        message_encoding="none" if encoding.lower() == "none" else "base64",
+    )
+
+
+def _integer(where: str, section: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    value = _section(section, name)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # .NET configuration binding converts numeric strings
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StartupError(f"{where}.{name} must be an integer >= {minimum}, found {value!r}")
+    return value
+
+
+def _timespan(where: str, section: dict[str, Any], name: str, default: float) -> float:
+    value = _section(section, name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise StartupError(f'{where}.{name} must be a TimeSpan string like "00:00:02"')
+    try:
+        return parse_timespan(value)
+    except ValueError as exc:
+        raise StartupError(f"{where}.{name}: {exc}") from None

@@ -18,6 +18,7 @@ from azure.functions import _abc as func_abc
 
 from devstack.function_host.app_loader import FunctionSpec
 from devstack.function_host.errors import InvocationFailed
+from devstack.function_host.output_bindings import OutputBindingError, OutputBindings
 
 logger = logging.getLogger("devstack.function_host.invocation")
 
@@ -180,9 +181,14 @@ class InvocationResult:
 
 @dataclass(frozen=True)
 class Invoker:
-    """Runs functions: async ones on the event loop, sync ones in a worker thread."""
+    """Runs functions: async ones on the event loop, sync ones in a worker thread.
+
+    With `output_bindings`, what a function set on its output bindings is delivered after it
+    returns and before the invocation counts as succeeded, as the Functions host does.
+    """
 
     function_directory: str
+    output_bindings: OutputBindings | None = None
 
     async def invoke(
         self,
@@ -233,6 +239,19 @@ class Invoker:
                 value = await spec.user_function(**kwargs)
             else:
                 value = await asyncio.to_thread(spec.user_function, **kwargs)
+            output_values = {name: out.get() for name, out in outputs.items()}
+            if self.output_bindings is not None:
+                await self.output_bindings.deliver(spec, value, output_values)
+        except OutputBindingError as exc:
+            # The user code succeeded: the SDK's traceback would only bury the reason.
+            logger.error(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms): %s",
+                spec.name,
+                invocation_id,
+                (time.perf_counter() - started) * 1000,
+                exc,
+            )
+            raise InvocationFailed(spec.name, invocation_id, error=exc) from None
         except Exception as exc:
             logger.exception(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
@@ -248,11 +267,10 @@ class Invoker:
             (time.perf_counter() - started) * 1000,
         )
         result = InvocationResult(
-            invocation_id=invocation_id,
-            return_value=value,
-            outputs={name: out.get() for name, out in outputs.items()},
+            invocation_id=invocation_id, return_value=value, outputs=output_values
         )
-        _log_outputs(spec, result)
+        if self.output_bindings is None:
+            _log_outputs(spec, result)
         return result
 
 

@@ -1,4 +1,4 @@
-"""The ASGI app of the dev host: HTTP triggers, Event Grid webhook and admin endpoints."""
+"""The dev host's ASGI app: HTTP triggers, Event Grid webhook, admin endpoints, queue listeners."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -31,7 +31,7 @@ from devstack.function_host.eventhub_delivery import (
     build_listeners,
     parse_events,
 )
-from devstack.function_host.host_config import DEFAULT_MAX_EVENT_BATCH_SIZE
+from devstack.function_host.host_config import DEFAULT_MAX_EVENT_BATCH_SIZE, QueuesOptions
 from devstack.function_host.http_bridge import (
     UnsupportedReturn,
     read_body,
@@ -40,7 +40,10 @@ from devstack.function_host.http_bridge import (
 )
 from devstack.function_host.invocation import Invoker
 from devstack.function_host.keys import KEY_QUERY, KeyPolicy, presented_key
+from devstack.function_host.output_bindings import OutputBindings
+from devstack.function_host.queue_trigger import QueueTriggers
 from devstack.function_host.routing import MethodNotAllowed, RouteTable
+from devstack.function_host.storage_queues import QueueClients, QueueWatcher
 
 logger = logging.getLogger("devstack.function_host")
 access_logger = logging.getLogger("devstack.function_host.access")
@@ -70,6 +73,7 @@ class HostOptions:
     port: int = 7071
     ready_file: Path | None = None
     max_event_batch_size: int = DEFAULT_MAX_EVENT_BATCH_SIZE
+    queues: QueuesOptions = field(default_factory=QueuesOptions)
 
 
 def _not_found(detail: str) -> JSONResponse:
@@ -149,8 +153,27 @@ class FunctionHost:
             options.route_prefix,
             ((s.http.route, s.http.methods, s) for s in functions if s.http is not None),
         )
-        self._invoker = Invoker(function_directory=str(options.script_root))
         # App settings are environment variables by now (local.settings.json Values applied).
+        self._queue_clients = QueueClients()
+        watcher = QueueWatcher()
+        self._invoker = Invoker(
+            function_directory=str(options.script_root),
+            output_bindings=OutputBindings(
+                self.functions,
+                os.environ,
+                self._queue_clients,
+                options.queues.message_encoding,
+                watcher,
+            ),
+        )
+        self._queue_triggers = QueueTriggers(
+            self.functions,
+            os.environ,
+            self._queue_clients,
+            self._invoker,
+            options.queues,
+            watcher,
+        )
         self._event_hubs = EventHubDelivery(
             build_listeners(self.functions, os.environ),
             self._invoker,
@@ -174,12 +197,16 @@ class FunctionHost:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         announcer = asyncio.create_task(self._announce())
+        self._queue_triggers.start()
         try:
             yield
         finally:
             logger.info("Host stopping")
             announcer.cancel()
+            # Like the host: listeners stop first, then running invocations get a grace period.
+            await self._queue_triggers.stop(_SHUTDOWN_GRACE_SECONDS)
             await self._drain_background()
+            await self._queue_clients.close()
             logger.info("Host stopped")
 
     async def _announce(self) -> None:
