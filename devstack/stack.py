@@ -52,6 +52,8 @@ class StackOptions:
     script_root: Path = REPO_ROOT
     dps_retry_scale: float = 1.0
     event_retry_scale: float = 1.0
+    host_env: dict[str, str] = field(default_factory=dict)
+    """Extra app settings for the function host (tests use host.json overrides here)."""
 
 
 class _Stop(Exception):
@@ -64,12 +66,19 @@ def local_settings(script_root: Path, console: Console) -> dict[str, str]:
     if not path.exists():
         shutil.copyfile(script_root / "local.settings.sample.json", path)
         console.print(f"[dim]created {path.name} from local.settings.sample.json[/dim]")
-    values = json.loads(path.read_text()).get("Values", {})
-    return {str(k): str(v) for k, v in values.items()}
+    values = {str(k): str(v) for k, v in json.loads(path.read_text()).get("Values", {}).items()}
+    sample = json.loads((script_root / "local.settings.sample.json").read_text())["Values"]
+    missing = sorted(set(sample) - set(values))
+    if missing:
+        console.print(
+            f"[yellow]{path.name} lacks {', '.join(missing)} (added to the sample since it was"
+            " created); using the sample's values[/yellow]"
+        )
+    return values | {name: str(sample[name]) for name in missing}
 
 
-class _Stack:
-    """The running parts, started in dependency order."""
+class LocalStack:
+    """The running parts, started in dependency order; tests drive it directly (restarts)."""
 
     def __init__(self, options: StackOptions, console: Console) -> None:
         self.options = options
@@ -77,14 +86,44 @@ class _Stack:
         self.data_dir = options.data_dir.resolve()
         self.run_dir = self.data_dir / "run"
         self.children: list[Child] = []
+        self._recipes: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self.tls: DevstackTls = ensure_tls(self.data_dir)
-        settings = local_settings(options.script_root, console)
-        self.asset_key = settings.get("ASSET_API_KEY") or "devstack-asset-key"
+        self.settings = local_settings(options.script_root, console)
+        self.asset_key = self.settings.get("ASSET_API_KEY") or "devstack-asset-key"
 
     def _start(self, name: str, module: str, args: list[str], **kwargs: Any) -> Child:
-        child = start_child(name, module, args, run_dir=self.run_dir, **kwargs)
+        child = wait_ready(start_child(name, module, args, run_dir=self.run_dir, **kwargs))
         self.children.append(child)
-        return wait_ready(child)
+        # Remembered with the port actually bound, so a restart comes back at the same address.
+        port = str(child.info.get("port", ""))
+        fixed = [
+            port if previous == "--port" and arg == "0" else arg
+            for previous, arg in zip(["", *args[:-1]], args, strict=True)
+        ]
+        self._recipes[name] = (module, fixed, kwargs)
+        return child
+
+    def restart(self, name: str, *, kill: bool = True) -> Child:
+        """Stop one part (SIGKILL by default, as a crash would) and start it again."""
+        old = next(child for child in self.children if child.name == name)
+        if kill:
+            old.process.kill()
+            old.process.wait()
+        else:
+            stop_children([old])
+        self.children.remove(old)
+        module, args, kwargs = self._recipes[name]
+        return self._start(name, module, args, **kwargs)
+
+    def stop(self, name: str) -> None:
+        """Stop one part gracefully, keeping its recipe for start_again()."""
+        child = next(child for child in self.children if child.name == name)
+        stop_children([child])
+        self.children.remove(child)
+
+    def start_again(self, name: str) -> Child:
+        module, args, kwargs = self._recipes[name]
+        return self._start(name, module, args, **kwargs)
 
     def start(self) -> dict[str, Any]:
         function_port = self.options.function_port or _free_port()
@@ -124,6 +163,9 @@ class _Stack:
             host_args,
             cwd=self.options.script_root,
             env={
+                # local.settings.json first (the process environment still wins), then what
+                # only the running stack knows.
+                **{name: value for name, value in self.settings.items() if name not in os.environ},
                 "ASSET_API_URL": assets.url,
                 "ASSET_API_KEY": self.asset_key,
                 "IOT_HUB_CONNECTION_STRINGS": json.dumps(
@@ -132,6 +174,7 @@ class _Stack:
                 "IOT_HUB_CA_BUNDLE": str(self.tls.ca_cert),
                 "TWIN_EVENTS_HUB": TWIN_EVENTS_HUB,
                 "AzureWebJobsStorage": azurite.connection_string,
+                **self.options.host_env,
             },
         )
         allocate_url = f"{host.url}/api/allocate"
@@ -210,10 +253,10 @@ def run_stack(options: StackOptions, console: Console | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack: _Stack | None = None
+    stack: LocalStack | None = None
     wrote_stack_file = False
     try:
-        stack = _Stack(options, console)
+        stack = LocalStack(options, console)
         description = stack.start()
         write_ready_file(stack_file, description)
         wrote_stack_file = True

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,11 +140,29 @@ def index_functions(app: FunctionRegister) -> list[FunctionSpec]:
     return specs
 
 
-def load_functions(script_root: Path, app_ref: str) -> list[FunctionSpec]:
-    """Import the app and index it; any failure is a StartupError naming the cause."""
+def load_functions(
+    script_root: Path, app_ref: str, environ: Mapping[str, str] | None = None
+) -> list[FunctionSpec]:
+    """Import the app and index it; any failure is a StartupError naming the cause.
+
+    A function disabled with the app setting `AzureWebJobs.<name>.Disabled` (or, where app
+    settings cannot hold dots, `AzureWebJobs__<name>__Disabled`) is left out, as on Azure.
+    """
     specs = index_functions(import_app(script_root, app_ref))
-    _warn_unsupported(specs)
-    return specs
+    enabled = [spec for spec in specs if not _disabled(spec.name, environ or {})]
+    for spec in specs:
+        if spec not in enabled:
+            logger.info("Function '%s' is disabled", spec.name)
+    _warn_unsupported(enabled)
+    return enabled
+
+
+def _disabled(name: str, environ: Mapping[str, str]) -> bool:
+    wanted = {f"azurewebjobs.{name}.disabled".lower(), f"azurewebjobs__{name}__disabled".lower()}
+    return any(
+        key.lower() in wanted and value.strip().lower() in ("true", "1")
+        for key, value in environ.items()
+    )
 
 
 def _binding(function_name: str, raw: Any) -> Binding:

@@ -82,10 +82,11 @@ def build_host(args: argparse.Namespace) -> FunctionHost:
     script_root = args.script_root.resolve()
     if not script_root.is_dir():
         raise StartupError(f"script root {script_root} is not a directory")
-    host_config = load_host_config(script_root)
     settings_path = (args.settings_file or script_root / "local.settings.json").resolve()
     settings = load_local_settings(settings_path)
     apply_values(settings.values, os.environ)
+    # After the settings: AzureFunctionsJobHost__* app settings override host.json, as on Azure.
+    host_config = load_host_config(script_root, os.environ)
     configure_logging()
     if args.function_key is not None and args.master_key is None:
         logger.warning(
@@ -94,7 +95,7 @@ def build_host(args: argparse.Namespace) -> FunctionHost:
     ready_file = args.ready_file.resolve() if args.ready_file else None
     # The worker runs with the script root as working directory; apps may rely on it.
     os.chdir(script_root)
-    functions = load_functions(script_root, args.app)
+    functions = load_functions(script_root, args.app, os.environ)
     port = args.port if args.port is not None else settings.local_http_port or DEFAULT_PORT
     options = HostOptions(
         script_root=script_root,

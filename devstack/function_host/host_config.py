@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,8 +54,12 @@ class HostConfig:
     queues: QueuesOptions = field(default_factory=QueuesOptions)
 
 
-def load_host_config(script_root: Path) -> HostConfig:
-    """Parse `<script_root>/host.json`; like Core Tools, a missing or non-2.0 file is fatal."""
+def load_host_config(script_root: Path, environ: Mapping[str, str] | None = None) -> HostConfig:
+    """Parse `<script_root>/host.json`; like Core Tools, a missing or non-2.0 file is fatal.
+
+    App settings named `AzureFunctionsJobHost__a__b` override host.json's `a.b`, as the
+    Functions host does (values stay strings; the readers below accept those).
+    """
     path = script_root / "host.json"
     if not path.is_file():
         raise StartupError(f"{path} not found: the script root must contain host.json")
@@ -64,6 +69,7 @@ def load_host_config(script_root: Path) -> HostConfig:
         raise StartupError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise StartupError(f"{path} must hold a JSON object")
+    _apply_overrides(raw, environ or {})
     version = raw.get("version")
     if version != "2.0":
         raise StartupError(f'{path}: "version" must be "2.0" (found {version!r})')
@@ -73,6 +79,40 @@ def load_host_config(script_root: Path) -> HostConfig:
         max_event_batch_size=_max_event_batch_size(path, raw),
         queues=_queues_options(path, raw),
     )
+
+
+_OVERRIDE_PREFIX = "azurefunctionsjobhost__"
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.lower().startswith(_OVERRIDE_PREFIX):
+            continue
+        path = [part for part in name[len(_OVERRIDE_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = raw
+        for part in path[:-1]:
+            existing = next((k for k in node if k.lower() == part.lower()), part)
+            child = node.get(existing)
+            if not isinstance(child, dict):
+                child = {}
+                node[existing] = child
+            node = child
+        leaf = next((k for k in node if k.lower() == path[-1].lower()), path[-1])
+        node[leaf] = _typed(value, node.get(leaf))
+
+
+def _typed(value: str, current: Any) -> Any:
+    """Keep the type the file used for that key, so numbers stay numbers."""
+    if isinstance(current, bool):
+        return value.strip().lower() == "true"
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _section(raw: Any, name: str) -> Any:

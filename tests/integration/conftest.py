@@ -11,11 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.azurite import AzuriteChild
 from devstack.certificates import TestCertificateAuthority
 from devstack.processes import Child, start_child, stop_children, wait_ready
 from tests.integration.asset_service_fixtures import WRITE_KEY, start_asset_service
+from tests.integration.azurite_fixtures import azurite
 
 REPO = Path(__file__).resolve().parents[2]
+__all__ = ["azurite"]
 ASSET_KEY = WRITE_KEY
 FUNCTION_KEY = "test-function-key"
 
@@ -25,6 +28,7 @@ class RunningStack:
     assets: Child
     host: Child
     run_dir: Path
+    storage: str
 
     @property
     def allocate_url(self) -> str:
@@ -51,8 +55,15 @@ class RunningStack:
 
 
 def start_function_host(
-    run_dir: Path, asset_url: str, *, name: str = "function-host", **settings: str
+    run_dir: Path,
+    asset_url: str,
+    *,
+    storage: str,
+    name: str = "function-host",
+    **settings: str,
 ) -> Child:
+    """The repo's function app on a free port; `storage` is Azurite's connection string (the
+    webhook's queue outputs and the queue triggers need a real storage account)."""
     settings_file = run_dir / f"{name}.local.settings.json"
     shutil.copyfile(REPO / "local.settings.sample.json", settings_file)
     env = {
@@ -60,6 +71,9 @@ def start_function_host(
         "ASSET_API_KEY": ASSET_KEY,
         "POLICY_FILE": "policies/demo.toml",
         "ASSET_API_TIMEOUT_SECONDS": "2",
+        "AzureWebJobsStorage": storage,
+        "RECONCILIATION_QUEUE": "reconciliation",
+        "DEAD_LETTER_QUEUE": "dead-letters",
         **settings,
     }
     child = start_child(
@@ -83,15 +97,17 @@ def start_function_host(
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild
+) -> Iterator[RunningStack]:
     run_dir = tmp_path_factory.mktemp("stack")
     assets = start_asset_service(run_dir, run_dir / "assets")
     try:
-        host = start_function_host(run_dir, assets.url)
+        host = start_function_host(run_dir, assets.url, storage=azurite.connection_string)
     except Exception:
         stop_children([assets])
         raise
-    yield RunningStack(assets=assets, host=host, run_dir=run_dir)
+    yield RunningStack(assets=assets, host=host, run_dir=run_dir, storage=azurite.connection_string)
     stop_children([host, assets])
 
 

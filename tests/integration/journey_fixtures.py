@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.azurite import AzuriteChild
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_emulator.enrollment_groups import (
     EnrollmentGroupFiles,
@@ -218,7 +219,9 @@ JOURNEY_GROUPS = {
 
 
 @pytest.fixture(scope="module", name="journey")
-def journey_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]:
+def journey_stack(
+    tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild
+) -> Iterator[Journey]:
     """Module-wide stack; every part a child process on a free port, stopped at the end."""
     base = tmp_path_factory.mktemp("journey")
     run_dir = base / "run"
@@ -229,7 +232,7 @@ def journey_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journey]
         children.append(assets)
         iothub = start_iothub_emulator(run_dir, base / "iothub", tls, wait=False)
         children.append(iothub)
-        host = start_function_host(run_dir, assets.url)
+        host = start_function_host(run_dir, assets.url, storage=azurite.connection_string)
         children.append(host)
         wait_ready(iothub)
         hubs_file = write_hubs_file(run_dir / "hubs.json", iothub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.storage.queue import QueueClient
 
 from devstack.dps_requests import allocation_request
-from tests.integration.conftest import FUNCTION_KEY, RunningStack, start_function_host
+from tests.integration.conftest import FUNCTION_KEY, REPO, RunningStack, start_function_host
 
 EAST = "hub-us-east.azure-devices.net"
 WEST = "hub-eu-west.azure-devices.net"
@@ -223,32 +225,83 @@ def host_without_assets(stack):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
-    host = start_function_host(
-        stack.run_dir, f"http://127.0.0.1:{dead_port}", name="host-no-assets"
+    reconciliation = f"reconciliation-{uuid.uuid4().hex[:8]}"
+    defer_policy = stack.run_dir / "defer-policy.toml"
+    defer_policy.write_text(
+        (REPO / "policies" / "demo.toml")
+        .read_text()
+        .replace('policy = "fallback"', 'policy = "defer"')
     )
-    yield host
+    hosts = {
+        "fallback": start_function_host(
+            stack.run_dir,
+            f"http://127.0.0.1:{dead_port}",
+            storage=stack.storage,
+            name="host-no-assets",
+            RECONCILIATION_QUEUE=reconciliation,
+            ASSET_API_TIMEOUT_SECONDS="0.5",
+            # Keep the message on the queue for the test to read: no reconciler on this host.
+            **{"AzureWebJobs.reconcile.Disabled": "true"},
+        ),
+        "defer": start_function_host(
+            stack.run_dir,
+            f"http://127.0.0.1:{dead_port}",
+            storage=stack.storage,
+            name="host-no-assets-defer",
+            POLICY_FILE=str(defer_policy),
+        ),
+    }
+    yield hosts, reconciliation
     from devstack.processes import stop_children
 
-    stop_children([host])
+    stop_children(list(hosts.values()))
 
 
-def test_an_unreachable_asset_system_is_503_with_retry_after(host_without_assets, ca):
+def test_an_unreachable_asset_system_under_fallback_onboards_and_queues_reconciliation(
+    host_without_assets, ca, stack
+):
+    hosts, queue_name = host_without_assets
     body = cert_body(ca, "sensor-1003", "SN-1003")
     response = httpx.post(
-        f"{host_without_assets.url}/api/allocate",
+        f"{hosts['fallback'].url}/api/allocate",
+        json=body,
+        params={"code": FUNCTION_KEY},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    tags = response.json()["initialTwin"]["tags"]
+    assert tags["provisioningState"] == "pendingReconciliation"
+    assert tags["deviceRole"] == "sensor"
+    queue = QueueClient.from_connection_string(stack.storage, queue_name)
+    [message] = queue.peek_messages(max_messages=32)
+    content = json.loads(base64.b64decode(message.content))
+    assert content["kind"] == "allocation"
+    assert content["deviceId"] == "sensor-1003"
+    assert content["hub"] == response.json()["iotHubHostName"]
+
+
+def test_an_unreachable_asset_system_under_defer_is_503_with_retry_after(host_without_assets, ca):
+    hosts, _ = host_without_assets
+    body = cert_body(ca, "sensor-1003", "SN-1003")
+    response = httpx.post(
+        f"{hosts['defer'].url}/api/allocate",
         json=body,
         params={"code": FUNCTION_KEY},
         timeout=10,
     )
     assert response.status_code == 503
-    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["retry-after"] == "10"
     assert response.json()["type"].endswith(":asset-system-unavailable")
 
 
 @pytest.fixture(scope="module")
 def host_with_wrong_asset_key(stack):
     host = start_function_host(
-        stack.run_dir, stack.assets.url, name="host-wrong-key", ASSET_API_KEY="not-the-key"
+        stack.run_dir,
+        stack.assets.url,
+        storage=stack.storage,
+        name="host-wrong-key",
+        ASSET_API_KEY="not-the-key",
     )
     yield host
     from devstack.processes import stop_children
