@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience sync reconciliation operator_cli function_app.py bootstrap.py settings.py
 
-.PHONY: install run test lint typecheck pytest bench format clean
+.PHONY: install run test lint typecheck pytest bench chaos format clean
 
 install: $(STAMP)
 
@@ -43,3 +43,7 @@ format: install
 
 clean:
 	rm -rf $(VENV) .devstack .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+# The chaos test at full size (make test runs it with 60 devices).
+chaos: install
+	CHAOS_DEVICES=300 $(BIN)/pytest -s tests/integration/test_chaos.py

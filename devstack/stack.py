@@ -105,20 +105,17 @@ class LocalStack:
 
     def restart(self, name: str, *, kill: bool = True) -> Child:
         """Stop one part (SIGKILL by default, as a crash would) and start it again."""
-        old = next(child for child in self.children if child.name == name)
-        if kill:
-            old.process.kill()
-            old.process.wait()
-        else:
-            stop_children([old])
-        self.children.remove(old)
-        module, args, kwargs = self._recipes[name]
-        return self._start(name, module, args, **kwargs)
+        self.stop(name, kill=kill)
+        return self.start_again(name)
 
-    def stop(self, name: str) -> None:
-        """Stop one part gracefully, keeping its recipe for start_again()."""
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        """Stop one part (gracefully, or SIGKILL as a crash), keeping its recipe."""
         child = next(child for child in self.children if child.name == name)
-        stop_children([child])
+        if kill:
+            child.process.kill()
+            child.process.wait()
+        else:
+            stop_children([child])
         self.children.remove(child)
 
     def start_again(self, name: str) -> Child:
