@@ -45,6 +45,18 @@ def chaos(stack: OutageStack, done: threading.Event) -> list[str]:
     return steps
 
 
+def wait_for_role(stack: OutageStack, hub: str, device_id: str, asset_type: str) -> Any:
+    role = TYPES[asset_type]
+
+    def reconciled(twin: Any) -> bool:
+        tags = twin.tags
+        return bool(
+            tags.get("provisioningState") == "provisioned" and tags.get("deviceRole") == role
+        )
+
+    return eventually(lambda: stack.twin(hub, device_id), reconciled, timeout=60)
+
+
 def test_no_device_is_lost_or_duplicated_when_the_asset_system_fails(tmp_path):
     stack = OutageStack(tmp_path / "chaos")
     try:
@@ -76,7 +88,13 @@ def run_chaos(stack: OutageStack) -> None:
 
         await asyncio.gather(*(one(d, serial) for d, (_, serial, _) in fleet.items()))
 
-    worker = threading.Thread(target=lambda: (asyncio.run(register_all()), done.set()))
+    def work() -> None:
+        try:
+            asyncio.run(register_all())
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work)
     worker.start()
     steps = chaos(stack, done)
     worker.join(timeout=600)
@@ -139,15 +157,9 @@ def run_chaos(stack: OutageStack) -> None:
     assert set(by_device) == set(fleet)
     for device_id, (asset_id, _, asset_type) in fleet.items():
         assert by_device[device_id]["assetId"] == asset_id
-        hub = results[device_id].registration_state["assignedHub"]  # type: ignore[union-attr]
-        twin = eventually(
-            lambda h=hub, d=device_id: stack.twin(h, d),
-            lambda t, role=TYPES[asset_type]: (
-                t.tags.get("provisioningState") == "provisioned"
-                and t.tags.get("deviceRole") == role
-            ),
-            timeout=60,
-        )
+        result = results[device_id]
+        assert isinstance(result, RegistrationResult)
+        twin = wait_for_role(stack, result.registration_state["assignedHub"], device_id, asset_type)
         assert twin.properties.desired["rolePermissions"]["role"] == TYPES[asset_type]
     assert len(stack.all_assets()) == assets_before
     print(f"chaos: {DEVICES} devices, {len(fallbacks)} onboarded by fallback, steps {steps}")
