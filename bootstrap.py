@@ -102,9 +102,6 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
             reset_timeout_seconds=settings.asset_api_breaker_reset_seconds,
         ),
     )
-    allocation = AllocationService(
-        assets=assets, policy=policy, asset_api_public_url=settings.public_asset_url
-    )
     from iothub_client.sdk_adapter import SdkIotHubRegistry
     from resilience import RateLimitedIotHubRegistry, StorageQueue
     from resilience.dead_letters import DeadLetterRecorder
@@ -118,6 +115,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
             credential_factory=lambda: _managed_identity(settings),
         ),
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
+        registry_ops_per_minute=policy.replacement.registry_ops_per_minute,
     )
     storage = settings.storage_connection.get_secret_value()
     queue = StorageQueue(
@@ -127,6 +125,12 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         storage, settings.dead_letter_queue, encoding=settings.queue_message_encoding
     )
     reconciliation = ReconciliationRecorder(queue, dead_letters=dead_letter_queue)
+    allocation = AllocationService(
+        assets=assets,
+        policy=policy,
+        asset_api_public_url=settings.public_asset_url,
+        deregistrations=reconciliation,
+    )
     asset_sync = AssetToTwinSync(
         assets=assets,
         hubs=iot_hubs,

@@ -10,6 +10,7 @@ from allocation.errors import AssetNotAssignable, NoHubForDevice, UnknownDevice
 from allocation.hub_selection import HubChoice, select_hub, spread
 from allocation.identity import DeviceIdentity
 from allocation.policy import Policy
+from allocation.replacement import Replacement
 from asset_client import Asset, AssetStatus, DeviceLink
 from device_twin import (
     DesiredProperties,
@@ -33,6 +34,7 @@ class AllocationDecision:
     provisioning_state: ProvisioningState
     link: DeviceLink | None
     response: AllocationResponse
+    replacement: Replacement | None = None
 
     @property
     def device_id(self) -> str:
@@ -46,8 +48,12 @@ def decide_allocation(
     asset: Asset | None,
     policy: Policy,
     asset_api_public_url: str,
+    replacement: Replacement | None = None,
 ) -> AllocationDecision:
-    """Deterministic: the same request and asset give the same answer, so DPS retries are safe."""
+    """Deterministic: the same request and asset give the same answer, so DPS retries are safe.
+
+    An accepted `replacement` lets the device take an asset another device holds.
+    """
     context = request.device_runtime_context
     device_id = identity.device_id.value
     if asset is None:
@@ -68,7 +74,10 @@ def decide_allocation(
         state = ProvisioningState.QUARANTINED
         link = None
     else:
-        check_assignable(asset, device_id)
+        if replacement is None:
+            check_assignable(asset, device_id)
+        elif asset.status is AssetStatus.RETIRED:
+            raise AssetNotAssignable(f"asset {asset.asset_id!r} is retired")
         role = assign_role(asset.asset_type, policy.role_rules, policy.default_role)
         hub = select_hub(
             location=asset.location,
@@ -79,9 +88,9 @@ def decide_allocation(
             current_hub=context.current_iot_hub_host_name,
         )
         state = ProvisioningState.PROVISIONED
-        link = _link_needed(asset, identity)
+        link = _link_needed(asset, identity, replacement)
     response = _response(asset, None, role, hub, state, policy, asset_api_public_url)
-    return AllocationDecision(identity, asset, role, hub, state, link, response)
+    return AllocationDecision(identity, asset, role, hub, state, link, response, replacement)
 
 
 def decide_fallback(
@@ -172,7 +181,9 @@ def _same_device(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
 
 
-def _link_needed(asset: Asset, identity: DeviceIdentity) -> DeviceLink | None:
+def _link_needed(
+    asset: Asset, identity: DeviceIdentity, replacement: Replacement | None
+) -> DeviceLink | None:
     already = (
         asset.device_id is not None
         and _same_device(asset.device_id, identity.device_id.value)
@@ -184,4 +195,6 @@ def _link_needed(asset: Asset, identity: DeviceIdentity) -> DeviceLink | None:
         device_id=identity.device_id.value,
         registration_id=identity.registration_id,
         thumbprint=identity.thumbprint,
+        replacement_for=replacement.old_device_id if replacement else None,
+        reason=replacement.reason if replacement else None,
     )

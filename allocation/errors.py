@@ -79,6 +79,12 @@ class AllocationDeferred(AllocationError):
         self.retry_after = retry_after
 
 
+class ReplacementRefused(AllocationError):
+    """A replacementFor claim the asset system did not approve: treated as spoofing."""
+
+    code = "replacement-refused"
+
+
 class UnknownDevice(AllocationError):
     """No asset for this device and the policy says reject."""
 

@@ -23,6 +23,7 @@ from asset_client import AssetError
 from observability import DeviceLog
 from resilience.dead_letters import DeadLetter
 from resilience.deadline import request_budget
+from resilience.durable_queue import QueueError
 
 _logger = logging.getLogger("allocation")
 
@@ -37,7 +38,7 @@ async def answer_allocation(
         log = log.bind(registrationId=request.device_runtime_context.registration_id)
         with request_budget(budget_seconds):
             outcome = await service.allocate(request, log, request_id=request_id)
-    except (AllocationError, AssetError) as error:
+    except (AllocationError, AssetError, QueueError) as error:
         status_log = log.error if isinstance(error, AssetError) else log.warning
         status_log("allocation refused", reason=type(error).__name__, detail=str(error))
         answer = problem_answer(error, request_id)

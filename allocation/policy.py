@@ -55,6 +55,17 @@ class OutagePolicy(BaseModel):
     budget_seconds: float = Field(4.0, gt=0, le=30)
 
 
+class ReplacementPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    old_device: Literal["disable", "delete"] = "disable"
+    """What happens to the replaced device's identity on its hub."""
+    same_serial: Literal["reject", "replace"] = "reject"
+    """A new device id with an asset's serial and no replacementFor claim (a re-keyed device)."""
+    registry_ops_per_minute: int = Field(90, ge=1, le=100_000)
+    """Identity-registry writes per hub; S1 allows 100/min/unit."""
+
+
 class Policy(BaseModel):
     """Everything the allocation decision needs besides the request and the asset."""
 
@@ -68,6 +79,7 @@ class Policy(BaseModel):
     role_rules: list[RoleRule] = Field(default_factory=list)
     attestation: AttestationPolicy = AttestationPolicy()
     outage: OutagePolicy = OutagePolicy()
+    replacement: ReplacementPolicy = ReplacementPolicy()
 
     @model_validator(mode="after")
     def _default_is_least_privilege(self) -> Policy:

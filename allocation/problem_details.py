@@ -27,6 +27,7 @@ from asset_client import (
     AssetUnavailable,
     AssetVersionConflict,
 )
+from resilience.durable_queue import QueueError
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER_SECONDS = 5
@@ -74,6 +75,8 @@ def problem_answer(error: Exception, request_id: str) -> HttpAnswer:
         headers["retry-after"] = str(max(1, round(retry)))
     if isinstance(error, AllocationDeferred):
         headers["retry-after"] = str(error.retry_after)
+    if isinstance(error, QueueError):
+        headers["retry-after"] = str(DEFAULT_RETRY_AFTER_SECONDS)
     return HttpAnswer(mapping.status, json.dumps(body).encode(), PROBLEM_JSON, headers)
 
 
@@ -95,4 +98,7 @@ def _mapping_for(error: Exception) -> _Mapping:
         return _Mapping(502, "Asset system refused or misbehaved", "asset-system-error")
     if isinstance(error, AssetError):
         return _Mapping(502, "Asset system error", "asset-system-error")
+    if isinstance(error, QueueError):
+        # Our own storage: without it nothing can be recorded, so DPS should come back later.
+        return _Mapping(503, "Storage unavailable", "storage-unavailable")
     return _Mapping(500, "Internal error", "internal-error")

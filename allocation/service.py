@@ -19,9 +19,16 @@ from allocation.decision import AllocationDecision, decide_allocation, decide_fa
 from allocation.errors import AllocationDeferred, AssetNotAssignable
 from allocation.identity import DeviceIdentity
 from allocation.policy import Policy
-from asset_client import Asset, AssetContractViolation, AssetRepository, AssetUnavailable
+from allocation.replacement import Replacement, ReplacementClaim, judge_claim, read_claim, rekeyed
+from asset_client import (
+    Asset,
+    AssetContractViolation,
+    AssetRepository,
+    AssetStatus,
+    AssetUnavailable,
+)
 from observability import DeviceLog
-from resilience.reconciliation import ReconciliationMessage
+from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder
 
 _logger = logging.getLogger("allocation")
 _KNOWN_LOCATIONS = 100_000
@@ -40,9 +47,11 @@ class AllocationService:
         assets: AssetRepository,
         policy: Policy,
         asset_api_public_url: str,
+        deregistrations: ReconciliationRecorder | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._assets = assets
+        self._deregistrations = deregistrations
         self._policy = policy
         self._asset_api_public_url = asset_api_public_url
         self._clock = clock
@@ -60,8 +69,9 @@ class AllocationService:
             clock_skew=timedelta(seconds=self._policy.attestation.clock_skew_seconds),
         )
         log = log.bind(registrationId=identity.registration_id, deviceId=identity.device_id.value)
+        claim = read_claim(request.device_runtime_context.payload)
         try:
-            asset = await self._find_asset(identity)
+            asset, replacement = await self._resolve(identity, claim)
             log = log.bind(assetId=asset.asset_id if asset else None)
             decision = decide_allocation(
                 request=request,
@@ -69,8 +79,11 @@ class AllocationService:
                 asset=asset,
                 policy=self._policy,
                 asset_api_public_url=self._asset_api_public_url,
+                replacement=replacement,
             )
             if decision.link is not None and asset is not None:
+                if replacement is not None:
+                    await self._prepare_replacement(asset, replacement, identity, request_id, log)
                 await self._assets.link_device(asset.asset_id, decision.link)
         except (AssetUnavailable, AssetContractViolation) as outage:
             return self._outage(request, identity, outage, log, request_id)
@@ -126,19 +139,95 @@ class AllocationService:
         )
         return AllocationOutcome(decision, message)
 
-    async def _find_asset(self, identity: DeviceIdentity) -> Asset | None:
-        """By device id first (re-registrations), then by the certificate's subject serial."""
+    async def _resolve(
+        self, identity: DeviceIdentity, claim: ReplacementClaim | None
+    ) -> tuple[Asset | None, Replacement | None]:
+        """The asset this device belongs to, and the replacement that makes it so, if any."""
         device_id = identity.device_id.value
-        serial = identity.subject_serial_number
-        asset = _only(await self._assets.find_by_device_id(device_id), f"device id {device_id!r}")
-        if asset is None and serial is not None:
-            asset = _only(
-                await self._assets.find_by_serial_number(serial.value), f"serial {serial.value!r}"
+        own = _only(await self._assets.find_by_device_id(device_id), f"device id {device_id!r}")
+        if own is not None:
+            self._remember_asset(device_id, own)
+            return own, None  # linked already: a re-registration, or a replacement done before
+        if claim is not None:
+            old = _only(
+                await self._assets.find_by_device_id(claim.device_id),
+                f"device id {claim.device_id!r}",
             )
+            return old, judge_claim(claim, old, identity)
+        asset = await self._find_by_serial(identity)
+        if (
+            asset is not None
+            and asset.device_id
+            and asset.device_id.casefold() != device_id.casefold()
+        ):
+            return asset, rekeyed(asset, identity, self._policy.replacement.same_serial)
+        return asset, None
+
+    async def _prepare_replacement(
+        self,
+        asset: Asset,
+        replacement: Replacement,
+        identity: DeviceIdentity,
+        request_id: str,
+        log: DeviceLog,
+    ) -> None:
+        """Before the link: queue the old device's deregistration (it runs once the link shows on
+        the asset, so a failed link deregisters nothing), and approve a policy re-key."""
+        if self._deregistrations is None:
+            raise RuntimeError("a replacement needs a deregistration queue")
+        await self._deregistrations.record(
+            ReconciliationMessage(
+                kind="deregistration",
+                reason=f"replaced by {identity.device_id.value}",
+                detail=replacement.reason,
+                device_id=replacement.old_device_id,
+                asset_id=asset.asset_id,
+                request_id=request_id or None,
+                event={
+                    "oldDeviceId": replacement.old_device_id,
+                    "newDeviceId": identity.device_id.value,
+                    "assetId": asset.asset_id,
+                    "action": self._policy.replacement.old_device,
+                    "approvedBy": replacement.approved_by,
+                    "reason": replacement.reason,
+                },
+            )
+        )
+        if replacement.approved_by == "policy" and asset.status != AssetStatus.PENDING_REPLACEMENT:
+            serial = identity.subject_serial_number
+            await self._assets.patch_asset(
+                asset.asset_id,
+                {
+                    "status": "pendingReplacement",
+                    "replacement": {
+                        "oldDeviceId": replacement.old_device_id,
+                        "reason": replacement.reason,
+                        "approvedSerial": serial.value if serial else None,
+                    },
+                },
+                if_match=asset.version,
+            )
+        log.info(
+            "replacement accepted",
+            oldDeviceId=replacement.old_device_id,
+            approvedBy=replacement.approved_by,
+            reason=replacement.reason,
+        )
+
+    async def _find_by_serial(self, identity: DeviceIdentity) -> Asset | None:
+        serial = identity.subject_serial_number
+        if serial is None:
+            return None
+        asset = _only(
+            await self._assets.find_by_serial_number(serial.value), f"serial {serial.value!r}"
+        )
         if asset is not None:
-            self._remember(f"d:{device_id}", asset.location)
-            self._remember(f"s:{asset.serial_number}", asset.location)
+            self._remember_asset(identity.device_id.value, asset)
         return asset
+
+    def _remember_asset(self, device_id: str, asset: Asset) -> None:
+        self._remember(f"d:{device_id}", asset.location)
+        self._remember(f"s:{asset.serial_number}", asset.location)
 
     def _known_location(self, identity: DeviceIdentity) -> str | None:
         serial = identity.subject_serial_number

@@ -18,13 +18,18 @@ from allocation.decision import check_assignable
 from allocation.errors import AssetNotAssignable
 from allocation.policy import Policy
 from asset_client import Asset, AssetConflict, AssetRepository, DeviceLink
-from iothub_client import IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
+from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
 from observability import DeviceLog
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
 from resilience.reconciliation import ReconciliationMessage
 from sync import AssetEvent, AssetToTwinSync, RawTwinEvent, TwinToAssetSync, twin_change_from
 from sync.asset_to_twin import plan_twin_update
-from sync.errors import SyncConflict
+from sync.errors import SyncConflict, SyncError
+
+
+class ReplacementPending(SyncError):
+    """The replacement's link is not on the asset yet; try again later."""
+
 
 _logger = logging.getLogger("reconciliation")
 
@@ -88,6 +93,8 @@ class Reconciler:
             return "dead-lettered"
         if message.kind == "allocation":
             result = await self._allocation(message, log, dequeue_count)
+        elif message.kind == "deregistration":
+            result = await self._deregistration(message, log)
         elif message.kind == "twinChange":
             result = await self._twin_change(message, log)
         else:
@@ -194,6 +201,34 @@ class Reconciler:
         )
         log.warning("fallback device has no asset; disabled and dead-lettered", hub=hub)
         return "refused"
+
+    async def _deregistration(self, message: ReconciliationMessage, log: DeviceLog) -> str:
+        """Disable or delete a replaced device, once the asset shows its replacement linked."""
+        event = message.event or {}
+        old, new, asset_id = event.get("oldDeviceId"), event.get("newDeviceId"), message.asset_id
+        if not old or not asset_id:
+            await self._bury(
+                message, "no old device or asset to deregister", message.attempts, False
+            )
+            return "dead-lettered"
+        asset = await self._assets.get_asset(asset_id)
+        if asset.device_id == old:
+            # The link that replaces it has not happened (yet): never cut off the only device.
+            raise ReplacementPending(f"asset {asset_id} still names {old}; waiting for {new}")
+        for hub in self._hub_names:
+            try:
+                await self._hubs.get_device(hub, old)
+            except DeviceNotFound:
+                continue
+            if event.get("action") == "delete":
+                await self._hubs.delete_device(hub, old)
+            else:
+                await self._hubs.disable_device(hub, old)
+            log.info(
+                "replaced device deregistered", hub=hub, action=event.get("action"), newDeviceId=new
+            )
+            return f"{event.get('action') or 'disable'}d"
+        return "already gone"
 
     async def _find(self, device_id: str, serial: str | None) -> Asset | None:
         matches = await self._assets.find_by_device_id(device_id)

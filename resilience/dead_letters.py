@@ -20,7 +20,7 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     source: DeadLetterSource
-    kind: Literal["allocation", "twinChange", "assetChange"]
+    kind: Literal["allocation", "twinChange", "assetChange", "deregistration"]
     reason: str = Field(max_length=200)
     detail: str = Field(max_length=2000)
     registration_id: str | None = Field(None, alias="registrationId")

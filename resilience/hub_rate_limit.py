@@ -64,12 +64,15 @@ class RateLimitedIotHubRegistry:
         inner: IotHubRegistry,
         *,
         twin_updates_per_second: float,
+        registry_ops_per_minute: float = 90.0,
         max_wait_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._inner = inner
         self._rate = twin_updates_per_second
+        self._registry_rate = registry_ops_per_minute / 60.0
+        self._registry_buckets: dict[str, TokenBucket] = {}
         self._max_wait = max_wait_seconds
         self._clock = clock
         self._sleep = sleep
@@ -102,8 +105,19 @@ class RateLimitedIotHubRegistry:
     async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
         return await self._inner.get_device(hub, device_id)
 
+    def registry_bucket(self, hub: str) -> TokenBucket:
+        """Identity-registry writes have their own, much smaller quota (S1: 100/min/unit)."""
+        key = hub.lower()
+        if key not in self._registry_buckets:
+            self._registry_buckets[key] = TokenBucket(
+                self._registry_rate, burst=5, clock=self._clock, sleep=self._sleep
+            )
+        return self._registry_buckets[key]
+
     async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        await self.registry_bucket(hub).acquire()
         return await self._inner.disable_device(hub, device_id)
 
     async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
+        await self.registry_bucket(hub).acquire()
         await self._inner.delete_device(hub, device_id, etag=etag)

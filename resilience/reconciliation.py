@@ -18,7 +18,7 @@ MAX_EVENT_CHARS = 16_000
 class ReconciliationMessage(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    kind: Literal["twinChange", "assetChange", "allocation"]
+    kind: Literal["twinChange", "assetChange", "allocation", "deregistration"]
     reason: str = Field(max_length=200)
     detail: str = Field(max_length=2000)
     permanent: bool = False

@@ -46,7 +46,12 @@ class FakeAssetRepository:
     async def link_device(self, asset_id: str, link: DeviceLink) -> Asset:
         self.calls.append("link_device")
         asset = await self.get_asset(asset_id)
-        if asset.device_id not in (None, link.device_id):
+        replacing = (
+            asset.device_id is not None
+            and link.replacement_for == asset.device_id
+            and asset.status == AssetStatus.PENDING_REPLACEMENT
+        )
+        if asset.device_id not in (None, link.device_id) and not replacing:
             raise AssetConflict(f"asset {asset_id} is linked to {asset.device_id}")
         self.links.append((asset_id, link))
         linked = asset.model_copy(
@@ -54,6 +59,7 @@ class FakeAssetRepository:
                 "device_id": link.device_id,
                 "provisioning_status": "provisioned",
                 "status": AssetStatus.ACTIVE,
+                "replacement": None,
                 "version": asset.version + 1,
             }
         )
