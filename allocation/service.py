@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from allocation.attestation import read_identity
+from allocation.audit_entries import outcome_entries, refusal_entries
 from allocation.contract import AllocationRequest
 from allocation.decision import AllocationDecision, decide_allocation, decide_fallback
-from allocation.errors import AllocationDeferred, AssetNotAssignable
+from allocation.errors import AllocationDeferred, AllocationError, AssetNotAssignable
 from allocation.identity import DeviceIdentity
 from allocation.policy import Policy
 from allocation.replacement import Replacement, ReplacementClaim, judge_claim, read_claim, rekeyed
@@ -27,6 +28,7 @@ from asset_client import (
     AssetStatus,
     AssetUnavailable,
 )
+from audit import AuditTrail, NoAudit
 from observability import DeviceLog
 from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder
 
@@ -48,9 +50,11 @@ class AllocationService:
         policy: Policy,
         asset_api_public_url: str,
         deregistrations: ReconciliationRecorder | None = None,
+        audit: AuditTrail | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._assets = assets
+        self._audit: AuditTrail = audit or NoAudit()
         self._deregistrations = deregistrations
         self._policy = policy
         self._asset_api_public_url = asset_api_public_url
@@ -61,7 +65,29 @@ class AllocationService:
     async def allocate(
         self, request: AllocationRequest, log: DeviceLog, *, request_id: str = ""
     ) -> AllocationOutcome:
-        """Raises AllocationError (a refusal) or AssetError (asset trouble that is no outage)."""
+        """Raises AllocationError (a refusal) or AssetError (asset trouble that is no outage).
+
+        Every decision and every refusal goes on the audit trail (which never raises).
+        """
+        try:
+            outcome = await self._allocate(request, log, request_id)
+        except AllocationError as refusal:
+            if not isinstance(refusal, AllocationDeferred):
+                for entry in refusal_entries(request, refusal, request_id):
+                    await self._audit.record(entry)
+            raise
+        for entry in outcome_entries(
+            request,
+            decision=outcome.decision,
+            fallback_reason=outcome.reconciliation.detail if outcome.reconciliation else None,
+            request_id=request_id,
+        ):
+            await self._audit.record(entry)
+        return outcome
+
+    async def _allocate(
+        self, request: AllocationRequest, log: DeviceLog, request_id: str
+    ) -> AllocationOutcome:
         identity = read_identity(
             request.device_runtime_context,
             request.enrollment,

@@ -11,3 +11,20 @@ class AuditTrail(Protocol):
     async def record(self, entry: AuditEntry) -> None:
         """Accept the entry durably or keep it for a later attempt; never raise."""
         ...
+
+
+class NoAudit:
+    """For unit tests of flows that do not look at the trail."""
+
+    async def record(self, entry: AuditEntry) -> None:
+        return None
+
+
+class ListAudit:
+    """Keeps entries in memory: for unit tests that assert on the trail."""
+
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    async def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)

@@ -18,6 +18,7 @@ from allocation.decision import check_assignable
 from allocation.errors import AssetNotAssignable
 from allocation.policy import Policy
 from asset_client import Asset, AssetConflict, AssetRepository, DeviceLink
+from audit import AuditAction, AuditEntry, AuditTrail, NoAudit
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
 from observability import DeviceLog
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
@@ -32,6 +33,13 @@ class ReplacementPending(SyncError):
 
 
 _logger = logging.getLogger("reconciliation")
+_AUDIT_ACTIONS: dict[tuple[str, str], AuditAction] = {
+    ("allocation", "refused"): "reconciliation.refused",
+    ("allocation", "dead-lettered"): "reconciliation.refused",
+    ("deregistration", "disabled"): "device.deregistered",
+    ("deregistration", "deleted"): "device.deregistered",
+    ("deregistration", "already gone"): "device.deregistered",
+}
 
 
 class Reconciler:
@@ -46,8 +54,10 @@ class Reconciler:
         asset_sync: AssetToTwinSync,
         device_sync: TwinToAssetSync,
         dead_letters: DeadLetterRecorder,
+        audit: AuditTrail | None = None,
         max_attempts: int = 5,
     ) -> None:
+        self._audit: AuditTrail = audit or NoAudit()
         self._assets = assets
         self._hubs = hubs
         self._hub_names = list(hub_names)
@@ -100,6 +110,28 @@ class Reconciler:
         else:
             result = await self._asset_change(message, log)
         log.info("reconciled", kind=message.kind, result=result, dequeueCount=dequeue_count)
+        await self._audit.record(
+            AuditEntry(
+                action=_AUDIT_ACTIONS.get((message.kind, result), "reconciliation.completed"),
+                actor="reconciler",
+                outcome=result,
+                registration_id=(message.event or {}).get("registrationId"),
+                device_id=message.device_id,
+                asset_id=message.asset_id or (message.event or {}).get("assetId"),
+                hub=message.hub,
+                request_id=request_id,
+                details={
+                    "kind": message.kind,
+                    "reason": message.reason,
+                    "dequeueCount": dequeue_count,
+                    "event": {
+                        k: v
+                        for k, v in (message.event or {}).items()
+                        if k in ("oldDeviceId", "newDeviceId", "action", "approvedBy", "reason")
+                    },
+                },
+            )
+        )
         return result
 
     async def bury_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> None:

@@ -12,6 +12,7 @@ from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub
 from allocation.policy import Policy
 from asset_client import Asset, AssetNotFound, AssetRepository
+from audit import AuditEntry, AuditTrail, NoAudit
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPreconditionFailed
 from observability import DeviceLog
 from sync.asset_to_twin import plan_twin_update
@@ -39,8 +40,10 @@ class AssetToTwinSync:
         hub_names: Sequence[str],
         policy: Policy,
         asset_api_public_url: str,
+        audit: AuditTrail | None = None,
         max_attempts: int = 5,
     ) -> None:
+        self._audit: AuditTrail = audit or NoAudit()
         self._assets = assets
         self._hubs = hubs
         self._hub_names = list(hub_names)
@@ -89,6 +92,25 @@ class AssetToTwinSync:
                 hub=hub,
                 assetVersion=asset.version,
                 changed=",".join(plan.changed),
+            )
+            await self._audit.record(
+                AuditEntry(
+                    action="sync.twinWritten",
+                    actor="asset-sync",
+                    outcome="written",
+                    registration_id=asset.device_id,
+                    device_id=asset.device_id,
+                    asset_id=asset.asset_id,
+                    hub=hub,
+                    request_id=log.fields.get("requestId"),
+                    details={
+                        "assetVersion": asset.version,
+                        "changed": list(plan.changed),
+                        "reprovision": (
+                            plan.reprovision.model_dump(by_alias=True) if plan.reprovision else None
+                        ),
+                    },
+                )
             )
             if plan.reprovision is not None:
                 log.warning(

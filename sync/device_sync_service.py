@@ -10,6 +10,7 @@ from typing import Literal
 
 from allocation.policy import Policy
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
+from audit import AuditEntry, AuditTrail, NoAudit
 from observability import DeviceLog
 from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
 from roles import assign_role
@@ -47,9 +48,11 @@ class TwinToAssetSync:
         assets: AssetRepository,
         policy: Policy,
         recorder: ReconciliationRecorder,
+        audit: AuditTrail | None = None,
         max_attempts: int = 5,
         concurrency: int = 16,
     ) -> None:
+        self._audit: AuditTrail = audit or NoAudit()
         self._assets = assets
         self._policy = policy
         self._recorder = recorder
@@ -128,6 +131,19 @@ class TwinToAssetSync:
                     action=action,
                     role=role.role.value,
                 )
+                await self._audit.record(
+                    AuditEntry(
+                        action="sync.refused",
+                        actor="twin-sync",
+                        outcome="reported field refused",
+                        registration_id=change.device_id,
+                        device_id=change.device_id,
+                        asset_id=asset.asset_id,
+                        hub=change.hub_name,
+                        request_id=log.fields.get("requestId"),
+                        details={"field": name, "requires": action, "role": role.role.value},
+                    )
+                )
             if plan.serial_mismatch:
                 log.warning(
                     "device reports another serial number than its asset",
@@ -142,6 +158,19 @@ class TwinToAssetSync:
                 asset = await self._assets.get_asset(asset.asset_id)
                 continue
             log.info("asset updated from twin", copied=",".join(plan.copied), hub=change.hub_name)
+            await self._audit.record(
+                AuditEntry(
+                    action="sync.assetWritten",
+                    actor="twin-sync",
+                    outcome="written",
+                    registration_id=change.device_id,
+                    device_id=change.device_id,
+                    asset_id=asset.asset_id,
+                    hub=change.hub_name,
+                    request_id=log.fields.get("requestId"),
+                    details={"copied": list(plan.copied), "twinVersion": change.version},
+                )
+            )
             return "written"
         raise SyncConflict(f"asset {asset.asset_id} kept changing under {self._max_attempts} tries")
 

@@ -240,3 +240,47 @@ async def test_deregistration_disables_or_deletes_the_old_device(demo_policy, ac
         result,
         "already gone",
     )
+
+
+async def test_the_audit_trail_tells_decision_replacement_and_refusal(ca, demo_policy):
+    from audit import ListAudit
+
+    audit = ListAudit()
+    repo = FakeAssetRepository(pending(approved_serial="SN-NEW"))
+    svc = AllocationService(
+        assets=repo,
+        policy=demo_policy,
+        asset_api_public_url="http://assets",
+        deregistrations=ReconciliationRecorder(ListQueue()),
+        audit=audit,
+    )
+    await svc.allocate(
+        request(ca, claim={"deviceId": "dev-old", "reason": "broken"}), LOG, request_id="q1"
+    )
+    decided, accepted = audit.entries
+    assert (decided.action, decided.outcome, decided.request_id) == (
+        "allocation.decided",
+        "allocated",
+        "q1",
+    )
+    assert decided.details["identitySources"]["subject_serial_number"] == "certificate"
+    assert decided.details["role"] == "sensor"
+    assert decided.details["roleReason"] == "rule"
+    assert (accepted.action, accepted.details["oldDeviceId"], accepted.details["reason"]) == (
+        "replacement.accepted",
+        "dev-old",
+        "broken",
+    )
+    with pytest.raises(ReplacementRefused):
+        await svc.allocate(
+            request(ca, device_id="dev-evil", serial="SN-X", claim={"deviceId": "dev-new"}),
+            LOG,
+            request_id="q2",
+        )
+    refused, spoof = audit.entries[2:]
+    assert (refused.action, refused.outcome, refused.device_id) == (
+        "allocation.refused",
+        "replacement-refused",
+        "dev-evil",
+    )
+    assert (spoof.action, spoof.details["claimedOldDeviceId"]) == ("replacement.refused", "dev-new")
