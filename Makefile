@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience sync reconciliation operator_cli function_app.py bootstrap.py settings.py
+APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
 
 .PHONY: install run test lint typecheck pytest bench chaos format clean
 

@@ -8,6 +8,7 @@ from typing import Any
 from allocation.policy import Policy, PolicyError, load_policy
 from allocation.service import AllocationService
 from asset_client import AssetRepository
+from audit import AuditTrail, AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
 from reconciliation import Reconciler
 from resilience import ReconciliationRecorder
@@ -26,6 +27,8 @@ class Services:
     asset_sync: AssetToTwinSync
     device_sync: TwinToAssetSync
     reconciler: Reconciler
+    audit_trail: AuditTrail
+    audit_writer: AuditWriter
     closers: tuple[Any, ...] = ()
 
     async def aclose(self) -> None:
@@ -125,11 +128,23 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         storage, settings.dead_letter_queue, encoding=settings.queue_message_encoding
     )
     reconciliation = ReconciliationRecorder(queue, dead_letters=dead_letter_queue)
+    from audit import AuditQueue, QueuedAuditTrail, TableAuditStore
+
+    audit_queue = AuditQueue(
+        storage, settings.audit_queue, encoding=settings.queue_message_encoding
+    )
+    audit_trail = QueuedAuditTrail(audit_queue)
+    try:
+        audit_store = TableAuditStore(storage, settings.audit_table)
+    except ValueError as exc:
+        raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {exc}") from None
+    audit_writer = AuditWriter(audit_store, audit_queue)
     allocation = AllocationService(
         assets=assets,
         policy=policy,
         asset_api_public_url=settings.public_asset_url,
         deregistrations=reconciliation,
+        audit=audit_trail,
     )
     asset_sync = AssetToTwinSync(
         assets=assets,
@@ -137,8 +152,11 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         hub_names=[connection.hub for connection in connections.values()],
         policy=policy,
         asset_api_public_url=settings.public_asset_url,
+        audit=audit_trail,
     )
-    device_sync = TwinToAssetSync(assets=assets, policy=policy, recorder=reconciliation)
+    device_sync = TwinToAssetSync(
+        assets=assets, policy=policy, recorder=reconciliation, audit=audit_trail
+    )
     reconciler = Reconciler(
         assets=assets,
         hubs=iot_hubs,
@@ -148,6 +166,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         asset_sync=asset_sync,
         device_sync=device_sync,
         dead_letters=DeadLetterRecorder(dead_letter_queue),
+        audit=audit_trail,
     )
     return Services(
         settings=settings,
@@ -159,7 +178,10 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         asset_sync=asset_sync,
         device_sync=device_sync,
         reconciler=reconciler,
-        closers=(queue, dead_letter_queue),
+        audit_trail=audit_trail,
+        audit_writer=audit_writer,
+        # The trail first: it flushes its backlog to the audit queue before that closes.
+        closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_store),
     )
 
 

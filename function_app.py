@@ -4,6 +4,7 @@ import azure.functions as func
 
 import bootstrap
 from allocation.blueprint import blueprint as allocation_blueprint
+from audit.blueprint import blueprint as audit_blueprint
 from reconciliation.blueprint import blueprint as reconciliation_blueprint
 from sync.blueprint import blueprint as sync_blueprint
 
@@ -14,3 +15,4 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(allocation_blueprint)
 app.register_functions(sync_blueprint)
 app.register_functions(reconciliation_blueprint)
+app.register_functions(audit_blueprint)

@@ -65,6 +65,14 @@ class AppSettings(BaseSettings):
         pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
         validation_alias="DEAD_LETTER_QUEUE",
     )
+    audit_queue: str = Field(
+        "audit",
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        validation_alias="AUDIT_QUEUE",
+    )
+    audit_table: str = Field(
+        "audit", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", validation_alias="AUDIT_TABLE"
+    )
     asset_api_max_attempts: int = Field(4, ge=1, le=10, validation_alias="ASSET_API_MAX_ATTEMPTS")
     asset_api_breaker_failures: int = Field(
         5, ge=1, le=100, validation_alias="ASSET_API_BREAKER_FAILURES"

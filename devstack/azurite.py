@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,8 @@ def start_azurite(
                 run_dir=run_dir,
                 cwd=repo_root,
             )
+            # Azurite writes its in-memory data to --location only when stopped with SIGINT.
+            child.stop_signal = signal.SIGINT
             started.append((child, port))
         wait_listening(started, host=HOST, timeout=timeout)
     except BaseException:

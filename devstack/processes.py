@@ -38,6 +38,8 @@ class Child:
     ready_file: Path
     log_path: Path | None
     info: dict[str, Any] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+    """Azurite persists its tables only on SIGINT, so it asks for that one."""
 
     @property
     def url(self) -> str:
@@ -97,10 +99,10 @@ def wait_ready(child: Child, timeout: float = 30.0) -> Child:
 
 
 def stop_children(children: Sequence[Child], timeout: float = 8.0) -> None:
-    """SIGTERM all, wait, then SIGKILL whatever is left: no orphans."""
+    """Signal all (SIGTERM unless a child asks otherwise), wait, then SIGKILL what is left."""
     for child in children:
         if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
+            child.process.send_signal(child.stop_signal)
     deadline = time.monotonic() + timeout
     for child in children:
         remaining = max(0.0, deadline - time.monotonic())

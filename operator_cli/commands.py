@@ -1,4 +1,5 @@
-"""The command line: `python -m operator_cli dead-letters {list,show,replay} ...`.
+"""The command line: `python -m operator_cli dead-letters {list,show,replay} ...` and
+`python -m operator_cli audit {device,asset,registration} ID`.
 
 Exit codes: 0 done, 1 not found / refused / failed / not confirmed, 2 bad usage or
 configuration (argparse's own code for usage errors).
@@ -19,6 +20,7 @@ from typing import TextIO
 from rich.console import Console
 
 from operator_cli import config
+from operator_cli.audit_commands import add_audit_commands, show_timeline
 from operator_cli.dead_letter_store import (
     LIST_VISIBILITY_SECONDS,
     MAX_SCAN,
@@ -151,13 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where replays go (default: ${config.RECONCILIATION_QUEUE_ENV}, "
         f"else {config.DEFAULT_RECONCILIATION_QUEUE})",
     )
+    add_audit_commands(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.action == "replay" and (args.message_id is None) == (not args.all):
+    if (
+        args.area == "dead-letters"
+        and args.action == "replay"
+        and (args.message_id is None) == (not args.all)
+    ):
         parser.error("replay needs a MESSAGE-ID or --all (not both)")
     return args
 
@@ -284,7 +291,14 @@ def _quiet_sdk_logs() -> None:
     sdk.propagate = False
 
 
-_ACTIONS = {"list": list_letters, "show": show_letter, "replay": replay_letters}
+_ACTIONS = {
+    ("dead-letters", "list"): list_letters,
+    ("dead-letters", "show"): show_letter,
+    ("dead-letters", "replay"): replay_letters,
+    ("audit", "device"): show_timeline,
+    ("audit", "asset"): show_timeline,
+    ("audit", "registration"): show_timeline,
+}
 
 
 def main(
@@ -305,7 +319,7 @@ def main(
         stdin=sys.stdin if stdin is None else stdin,
     )
     try:
-        return _ACTIONS[args.action](ctx)
+        return _ACTIONS[args.area, args.action](ctx)
     except OperatorError as exc:
         ctx.err.print(f"error: {exc}", style="red", highlight=False, markup=False)
         return exc.exit_code

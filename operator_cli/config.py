@@ -3,7 +3,8 @@
 The connection string comes from, in this order: --connection-string, the AzureWebJobsStorage
 environment variable (the app setting of the same name), or the local stack's
 .devstack/stack.json (written by `make run`). Queue names and the encoding follow the app
-settings RECONCILIATION_QUEUE, DEAD_LETTER_QUEUE and QUEUE_MESSAGE_ENCODING.
+settings RECONCILIATION_QUEUE, DEAD_LETTER_QUEUE and QUEUE_MESSAGE_ENCODING; the audit table's
+name follows AUDIT_TABLE.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.table_store import valid_table_name
 from operator_cli.errors import ConfigurationError
 from resilience.durable_queue import QueueEncoding
 
@@ -24,6 +26,8 @@ DEAD_LETTER_QUEUE_ENV = "DEAD_LETTER_QUEUE"
 DEFAULT_DEAD_LETTER_QUEUE = "dead-letters"
 RECONCILIATION_QUEUE_ENV = "RECONCILIATION_QUEUE"
 DEFAULT_RECONCILIATION_QUEUE = "reconciliation"
+AUDIT_TABLE_ENV = "AUDIT_TABLE"
+DEFAULT_AUDIT_TABLE = "audit"
 ENCODING_ENV = "QUEUE_MESSAGE_ENCODING"
 DEFAULT_ENCODING: QueueEncoding = "base64"
 
@@ -85,6 +89,24 @@ def queue_from(flag: str | None, environ: Mapping[str, str], env_name: str, defa
         return queue_name(flag, "the queue")
     from_env = environ.get(env_name, "").strip()
     return queue_name(from_env, env_name) if from_env else default
+
+
+def table_name(value: str, what: str) -> str:
+    """A valid Azure Table name, else an error naming `what` (flag or setting)."""
+    if not valid_table_name(value):
+        raise ConfigurationError(
+            f"{what} {value[:70]!r} is not a table name: 3-63 letters and digits, starting "
+            "with a letter (and not 'tables')"
+        )
+    return value
+
+
+def table_from(flag: str | None, environ: Mapping[str, str]) -> str:
+    """The audit table: the flag, else AUDIT_TABLE from the environment, else the default."""
+    if flag is not None:
+        return table_name(flag, "the table")
+    from_env = environ.get(AUDIT_TABLE_ENV, "").strip()
+    return table_name(from_env, AUDIT_TABLE_ENV) if from_env else DEFAULT_AUDIT_TABLE
 
 
 def message_encoding(environ: Mapping[str, str]) -> QueueEncoding:

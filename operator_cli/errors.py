@@ -24,3 +24,7 @@ class QueueServiceError(OperatorError):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class TableServiceError(OperatorError):
+    """The table service could not be reached or refused a call."""

@@ -153,6 +153,7 @@ async def test_a_spoofed_claim_is_400_and_dead_lettered(ca, demo_policy):
     )
     assert answer.status == 400
     assert json.loads(answer.body)["type"].endswith(":replacement-refused")
+    assert answer.dead_letter is not None
     letter = json.loads(answer.dead_letter)
     assert letter["reason"] == "replacement-refused"
     assert letter["registrationId"] == "dev-new"

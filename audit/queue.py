@@ -1,0 +1,76 @@
+"""The audit queue: where entries wait for the table writer.
+
+AuditQueue is the app's StorageQueue (same encoding, limits, typed errors and logging) with
+two differences: its messages never expire, and it can send a message that stays invisible for
+a while, so an entry the table could not take comes back later instead of at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from resilience.durable_queue import QueueError, QueueRejected, StorageQueue
+
+MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1
+"""Azure Storage: a message's initial visibility timeout must be under seven days."""
+
+
+class AuditSender(Protocol):
+    """What QueuedAuditTrail sends entries to (StorageQueue and AuditQueue both are one)."""
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Enqueue one JSON object; raises QueueUnavailable or QueueRejected."""
+        ...
+
+
+class DelayedSender(Protocol):
+    """What AuditWriter puts entries back on when the table is down."""
+
+    async def send_later(self, message: Mapping[str, Any], *, delay_seconds: int) -> None:
+        """Enqueue one JSON object, invisible for delay_seconds; raises QueueError."""
+        ...
+
+
+class AuditQueue(StorageQueue):
+    """A StorageQueue whose messages never expire (time to live -1, where Azure's default is
+    seven days: an entry waits however long the writer is stopped), and that can send with an
+    initial invisibility (send_later)."""
+
+    async def __aenter__(self) -> AuditQueue:
+        return self
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        await self.send_later(message, delay_seconds=0)
+
+    async def send_later(self, message: Mapping[str, Any], *, delay_seconds: int) -> None:
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise ValueError(f"delay_seconds must be 0 to {MAX_DELAY_SECONDS}")
+        try:
+            text = self._encoded(message)
+            async with asyncio.timeout(self._timeout):
+                await self._send_kept(text, delay_seconds)
+        except TimeoutError as exc:
+            self._log_failure("timeout")
+            raise self._timed_out() from exc
+        except QueueError as exc:
+            self._log_failure(type(exc).__name__)
+            raise
+
+    async def _send_kept(self, text: str, delay_seconds: int) -> None:
+        client = self._queue_client()
+        if not self._queue_exists:
+            await self._create_queue(client)
+        options: dict[str, Any] = {"time_to_live": -1}
+        if delay_seconds:
+            options["visibility_timeout"] = delay_seconds
+        try:
+            await self._call(client.send_message(text, **options))
+        except QueueRejected as exc:
+            if exc.status != 404 or exc.code != "QueueNotFound":
+                raise
+            # Deleted since we created it: nothing landed, so sending again is safe.
+            self._queue_exists = False
+            await self._create_queue(client)
+            await self._call(client.send_message(text, **options))
