@@ -41,6 +41,9 @@ def outcome_entries(
             identity.subject_serial_number.value if identity.subject_serial_number else None
         ),
         "thumbprint": identity.thumbprint,
+        "linkedHubs": list(request.linked_hubs),
+        "currentHub": request.device_runtime_context.current_iot_hub_host_name,
+        "policyVersion": decision.response.initial_twin.tags.policy_version,
     }
     entries = [
         AuditEntry(

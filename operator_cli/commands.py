@@ -29,6 +29,7 @@ from operator_cli.dead_letter_store import (
     Listing,
 )
 from operator_cli.errors import OperatorError
+from operator_cli.explain import add_explain_command, explain
 from operator_cli.letters import QueuedLetter, refusal
 from operator_cli.rendering import (
     letter_json_text,
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"else {config.DEFAULT_RECONCILIATION_QUEUE})",
     )
     add_audit_commands(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
+    add_explain_command(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     return parser
 
 
@@ -298,6 +300,7 @@ _ACTIONS = {
     ("audit", "device"): show_timeline,
     ("audit", "asset"): show_timeline,
     ("audit", "registration"): show_timeline,
+    ("explain", "run"): explain,
 }
 
 

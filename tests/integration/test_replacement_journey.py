@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,32 @@ class Journey:
     def history(self, asset_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.assets.get(f"/assets/{asset_id}/history").json()["items"]
         return items
+
+    def operator(self, *args: str) -> Any:
+        """The operator CLI as an operator runs it, against this stack's storage and assets."""
+        result = subprocess.run(
+            [sys.executable, "-m", "operator_cli", *args],
+            env={
+                **os.environ,
+                "AzureWebJobsStorage": self.d["storage"]["connectionString"],
+                "ASSET_API_URL": self.d["assetApi"],
+                "ASSET_API_KEY": self.d["assetApiKey"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    def trail(self, subject: str, subject_id: str, count: int) -> list[dict[str, Any]]:
+        """The audit timeline, once the audit writer has stored at least `count` entries."""
+        entries: list[dict[str, Any]] = eventually(
+            lambda: self.operator("audit", subject, subject_id, "--json")["items"],
+            lambda found: len(found) >= count,
+        )
+        return entries
 
     def device(self, hub: str, device_id: str) -> Any:
         manager = registry_manager(self.d["hubs"][hub]["connectionString"], self.d["tls"]["caCert"])
@@ -130,6 +159,32 @@ def test_an_approved_replacement_keeps_the_asset_and_retires_the_old_device(jour
     )
     assert replaced["at"] > linked["at"]
 
+    # The audit tells the whole story, in order.
+    story = [
+        (e["action"], e.get("deviceId"))
+        for e in journey.trail("asset", asset_id, 4)
+        if e["action"] in ("allocation.decided", "replacement.accepted", "device.deregistered")
+    ]
+    assert story == [
+        ("allocation.decided", old),
+        ("allocation.decided", new),
+        ("replacement.accepted", new),
+        ("device.deregistered", old),
+    ]
+    accepted = next(
+        e for e in journey.trail("asset", asset_id, 4) if e["action"] == "replacement.accepted"
+    )
+    assert accepted["details"]["oldDeviceId"] == old
+    assert accepted["details"]["reason"] == "screen cracked"
+    assert accepted["details"]["approvedBy"] == "asset system"
+
+    # Why did the old device get what it got, and what would it get today?
+    explained = journey.operator("explain", old, "--json")
+    assert explained["recorded"]["outcome"] == "allocated"
+    assert explained["recorded"]["details"]["role"] == "actuator"
+    assert explained["replay"]["asset"] == asset_id
+    assert "linked to device" in explained["replay"]["refusal"]
+
     # Registering again changes nothing.
     again = journey.register(
         new, f"SN-B-{suffix}", {"replacementFor": {"deviceId": old, "reason": "screen cracked"}}
@@ -168,3 +223,6 @@ def test_an_unapproved_replacement_claim_is_refused_and_leaves_the_device_alone(
     [letter] = [m for m in letters if m.get("registrationId") == intruder]
     assert letter["reason"] == "replacement-refused"
     assert letter["replayable"] is False
+    actions = {e["action"]: e for e in journey.trail("registration", intruder, 2)}
+    assert actions["allocation.refused"]["outcome"] == "replacement-refused"
+    assert actions["replacement.refused"]["details"]["claimedOldDeviceId"] == owner
