@@ -7,6 +7,7 @@ no ready file, so a port it should take is resolved up front and we wait until i
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 import signal
@@ -119,6 +120,32 @@ def start_azurite(
         table_port=table_port,
         data_dir=data_dir,
     )
+
+
+def restart_service(
+    azurite: AzuriteChild,
+    service: str,
+    run_dir: Path,
+    *,
+    name: str = "azurite",
+    repo_root: Path = REPO_ROOT,
+    timeout: float = 30.0,
+) -> AzuriteChild:
+    """Start one service (queue or table) again on its port and data dir, after a stop."""
+    port = azurite.queue_port if service == "queue" else azurite.table_port
+    program = repo_root / "node_modules" / ".bin" / f"azurite-{service}"
+    child = start_command(
+        f"{name}-{service}",
+        [str(program), *_COMMON_ARGS, "--location", str(azurite.data_dir.resolve())]
+        + [f"--{service}Host", HOST, f"--{service}Port", str(port)],
+        run_dir=run_dir,
+        cwd=repo_root,
+    )
+    child.stop_signal = signal.SIGINT
+    wait_listening([(child, port)], host=HOST, timeout=timeout)
+    if service == "queue":
+        return dataclasses.replace(azurite, queue=child)
+    return dataclasses.replace(azurite, table=child)
 
 
 def _free_port(port: int) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from devstack.azurite import start_azurite
+from devstack.azurite import AzuriteChild, restart_service, start_azurite
 from devstack.processes import Child, ChildFailed, start_child, stop_children, wait_ready
 from devstack.serving import write_ready_file
 from devstack.tls import DevstackTls, ensure_tls
@@ -87,6 +87,7 @@ class LocalStack:
         self.run_dir = self.data_dir / "run"
         self.children: list[Child] = []
         self._recipes: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
+        self.azurite: AzuriteChild | None = None
         self.tls: DevstackTls = ensure_tls(self.data_dir)
         self.settings = local_settings(options.script_root, console)
         self.asset_key = self.settings.get("ASSET_API_KEY") or "devstack-asset-key"
@@ -118,6 +119,18 @@ class LocalStack:
             stop_children([child])
         self.children.remove(child)
 
+    def stop_storage(self, service: str) -> None:
+        """Take Azurite's queue or table service down (it persists on the way, SIGINT)."""
+        assert self.azurite is not None, "start() first"
+        child = getattr(self.azurite, service)
+        stop_children([child])
+        self.children.remove(child)
+
+    def start_storage(self, service: str) -> None:
+        assert self.azurite is not None, "start() first"
+        self.azurite = restart_service(self.azurite, service, self.run_dir)
+        self.children.append(getattr(self.azurite, service))
+
     def start_again(self, name: str) -> Child:
         module, args, kwargs = self._recipes[name]
         return self._start(name, module, args, **kwargs)
@@ -132,6 +145,7 @@ class LocalStack:
             table_port=self.options.table_port,
         )
         self.children.extend(azurite.children)
+        self.azurite = azurite
         assets = self._start(
             "asset-service",
             "devstack.asset_service",
