@@ -262,6 +262,7 @@ class TableAuditStore:
 
     def _table(self) -> TableClient:
         if self._client is None:
+            from azure.core.pipeline.transport import AioHttpTransport
             from azure.data.tables.aio import TableClient
 
             self._client = TableClient.from_connection_string(
@@ -270,6 +271,8 @@ class TableAuditStore:
                 retry_total=self._retry_total,
                 connection_timeout=self._timeout,
                 read_timeout=self._timeout,
+                # No ~/.netrc and proxy lookups in a thread on every request.
+                transport=AioHttpTransport(use_env_settings=False),
             )
         return self._client
 
