@@ -133,7 +133,9 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     audit_queue = AuditQueue(
         storage, settings.audit_queue, encoding=settings.queue_message_encoding
     )
-    audit_trail = QueuedAuditTrail(audit_queue)
+    # Group commit: each flow waits until its entries are on the queue (or the queue is
+    # found down), so an entry never lives only in a worker that may be recycled.
+    audit_trail = QueuedAuditTrail(audit_queue, wait_until_queued=True, flush_interval_seconds=0)
     try:
         audit_store = TableAuditStore(storage, settings.audit_table)
     except ValueError as exc:

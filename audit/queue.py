@@ -1,8 +1,12 @@
 """The audit queue: where entries wait for the table writer.
 
+A message is a batch, `{"entries": [<AuditEntry JSON>, ...]}`, oldest entry first, plus
+`writeAttempts` once the writer has put it back. (A bare AuditEntry's JSON, the format before
+batches, is still read.)
+
 AuditQueue is the app's StorageQueue (same encoding, limits, typed errors and logging) with
 two differences: its messages never expire, and it can send a message that stays invisible for
-a while, so an entry the table could not take comes back later instead of at once.
+a while, so entries the table could not take come back later instead of at once.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from typing import Any, Protocol
 
 from resilience.durable_queue import QueueError, QueueRejected, StorageQueue
 
+BATCH_FIELD = "entries"
+"""The field of a batch message that holds its entries."""
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1
 """Azure Storage: a message's initial visibility timeout must be under seven days."""
 
 
 class AuditSender(Protocol):
-    """What QueuedAuditTrail sends entries to (StorageQueue and AuditQueue both are one)."""
+    """What QueuedAuditTrail sends batches to (StorageQueue and AuditQueue both are one)."""
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Enqueue one JSON object; raises QueueUnavailable or QueueRejected."""

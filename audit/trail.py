@@ -1,43 +1,66 @@
 """QueuedAuditTrail: the AuditTrail the flows record to, in front of the audit queue.
 
-Recording never fails and never holds a device up for long:
+record() never touches the network: it appends the entry to an in-memory pending deque and
+returns, so an allocation never waits for (or fails on) the audit queue. One background flusher
+sends pending entries oldest first in batches, one queue message `{"entries": [...]}` per batch
+(up to `batch_size` entries and `max_batch_bytes` of JSON), waiting at most
+`flush_interval_seconds` for a batch to fill: one queue send, and one writer invocation, per batch
+instead of per entry.
 
-- while the queue takes entries, record() sends each one (within `send_timeout_seconds`), so
-  an entry is durable before the flow answers the device;
-- when a send fails (queue down, timeout), the entry waits in an in-memory backlog, bounded by
-  `max_backlog`, and a background task sends the backlog oldest first every
-  `retry_interval_seconds` until it is empty (so it drains even if nothing else is recorded);
-  while there is a backlog, record() only appends to it, without touching the network;
-  flush() sends it now;
-- an entry that cannot be queued at all (refused by the queue, backlog full, still waiting
-  when the app stops) is logged at ERROR with the whole entry as structured fields and
-  counted in `counts.given_up`, so nothing disappears silently. An entry too large for a queue
-  message is sent without its details (the ERROR line keeps them).
+The trade-off: an entry is durable once its batch is on the queue, normally within
+`flush_interval_seconds` of record(). Until then it is only in this worker's memory, so a hard
+crash of the worker in that window (process killed, host lost) loses the entries not yet sent.
+A graceful stop (aclose()) flushes them first.
+
+With `wait_until_queued` (what the app uses), record() closes that window: it waits until the
+entry's batch is on the queue, the entry is given up (logged), or the queue is found
+unavailable, whichever comes first, and at most the send timeout plus the flush interval. With
+a flush interval of 0 this is group commit: the first entry goes at once, and the entries
+recorded while a send is in flight go together in the next one. An audit queue outage never
+holds an allocation up: entries recorded during one return at once and wait in memory.
+
+- when the queue is unavailable (down, timeout), the batch stays at the front of the pending
+  deque, in order, and the flusher tries again every `retry_interval_seconds` (one warning per
+  outage); flush() tries at once;
+- pending entries are bounded by `max_backlog`: when it is full, the newest entry is given up;
+- an entry that cannot be queued at all (refused by the queue, backlog full, still pending when
+  the trail closes) is logged at ERROR with the whole entry as structured fields and counted in
+  `counts.given_up`, so nothing disappears silently. An entry too large for a queue message on
+  its own is sent without its details (the ERROR line keeps them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from audit.entry import AuditEntry
 from audit.error_log import log_unrecorded
-from audit.queue import AuditSender
+from audit.queue import BATCH_FIELD, AuditSender
 from resilience.durable_queue import QueueRejected, QueueUnavailable
 
 DEFAULT_MAX_BACKLOG = 10_000
-_SendOutcome = Literal["sent", "retry", "gone"]
+DEFAULT_BATCH_SIZE = 25
+DEFAULT_MAX_BATCH_BYTES = 45_000
+"""UTF-8 bytes of a batch's JSON: 60,000 once base64-encoded, under the queue's 64 KiB."""
+
+_SendOutcome = Literal["sent", "retry", "split", "gone"]
 _DETAILS_DROPPED = {"detailsDropped": "too large for a queue message; see the error log"}
+_TOO_LARGE_CODES = {"MessageTooLarge", "RequestBodyTooLarge"}
+_ENVELOPE_BYTES = len(json.dumps({BATCH_FIELD: []}, separators=(",", ":")))
 
 
 @dataclass
 class TrailCounts:
-    """Since start: entries queued, sends that failed and were kept, entries given up on."""
+    """Since start: entries queued, sends that failed and were retried, entries given up on,
+    entries queued without their details."""
 
     sent: int = 0
     failed_sends: int = 0
@@ -46,7 +69,7 @@ class TrailCounts:
 
 
 class QueuedAuditTrail:
-    """AuditTrail on a queue (AuditSender), with a bounded backlog for when it is down."""
+    """AuditTrail on a queue (AuditSender): records into memory, a background task sends batches."""
 
     def __init__(
         self,
@@ -56,171 +79,295 @@ class QueuedAuditTrail:
         send_timeout_seconds: float = 2.0,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         retry_interval_seconds: float = 5.0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval_seconds: float = 0.1,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        wait_until_queued: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if send_timeout_seconds <= 0 or retry_interval_seconds < 0 or max_backlog < 1:
+        """`clock` and `sleep` time the flush and retry intervals; sends time out on the loop."""
+        if send_timeout_seconds <= 0 or retry_interval_seconds < 0 or flush_interval_seconds < 0:
             raise ValueError(
-                "send_timeout_seconds must be positive, retry_interval_seconds not negative "
-                "and max_backlog at least 1"
+                "send_timeout_seconds must be positive, retry_interval_seconds and "
+                "flush_interval_seconds not negative"
+            )
+        if max_backlog < 1 or batch_size < 1 or max_batch_bytes < 1024:
+            raise ValueError(
+                "max_backlog and batch_size must be at least 1, max_batch_bytes at least 1024"
             )
         self._queue = queue
         self._logger = logger or logging.getLogger("audit")
         self._timeout = send_timeout_seconds
         self._max_backlog = max_backlog
         self._retry_interval = retry_interval_seconds
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval_seconds
+        self._max_batch_bytes = max_batch_bytes
+        self._wait_until_queued = wait_until_queued
         self._clock = clock
         self._sleep = sleep
-        self._backlog: deque[AuditEntry] = deque()
+        self._pending: deque[AuditEntry] = deque()
+        """Entries not yet on the queue, oldest first; a batch in flight stays at the front
+        until the queue has taken it, so cancelling a send never loses it."""
+        self._settled: deque[asyncio.Future[None] | None] = deque()
+        """In step with `_pending`: what a waiting record() waits for, done when the entry
+        leaves `_pending` or the queue is found unavailable."""
+        self._send_singly = 0
+        """How many entries at the front go one per message (their batch was too large)."""
         self._retry_at = float("-inf")
-        self._draining = False
-        self._drain_task: asyncio.Task[None] | None = None
+        self._outage = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()  # one sender at a time: the flusher, flush() or aclose()
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
         self.counts = TrailCounts()
 
     @property
     def backlog(self) -> int:
-        """Entries waiting for the queue."""
-        return len(self._backlog)
+        """Entries not yet on the queue (including a batch in flight)."""
+        return len(self._pending)
 
     async def record(self, entry: AuditEntry) -> None:
-        """Queue the entry, or keep it for later; never raises (except cancellation)."""
-        kept = False
+        """Keep the entry for the flusher; never raises. Without `wait_until_queued` it returns
+        at once, with no network I/O; with it, once the entry is queued or cannot be yet."""
+        appended = False
+        settled: asyncio.Future[None] | None = None
         try:
-            if self._backlog:
-                kept = True
-                self._keep(entry)
-                self._start_drain()
+            if len(self._pending) >= self._max_backlog:
+                self._give_up(entry, f"the audit backlog is full ({self._max_backlog} entries)")
                 return
-            outcome, pending = await self._send(entry)
-            if outcome == "retry":
-                kept = True
-                self._retry_at = self._clock() + self._retry_interval
-                self._keep(pending)
-                self._start_drain()
-        except asyncio.CancelledError:
-            if not kept:
-                # It may have landed anyway: a duplicate is harmless (the writer is idempotent).
-                self._keep(entry)
-            raise
+            self._bind_loop()
+            if self._wait_until_queued and not self._outage:
+                assert self._loop is not None
+                settled = self._loop.create_future()
+            self._pending.append(entry)
+            self._settled.append(settled)
+            appended = True
+            self._start_flusher()
         except Exception:
-            # A bug here must not fail an allocation; the entry is in the log line.
+            # A bug here must not fail an allocation; the entry is in the log line or pending.
             self._logger.exception("audit trail failed unexpectedly")
-            if not kept:
+            if not appended:
                 self._give_up(entry, "the audit trail failed unexpectedly")
+        if settled is not None:
+            # Shielded: a caller that stops waiting leaves the entry pending, not cancelled.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timeout + self._flush_interval):
+                    await asyncio.shield(settled)
 
     async def flush(self) -> int:
-        """Send the backlog now, ignoring the retry interval; the number of entries left
-        (they keep being retried in the background)."""
-        return await self._flush(keep_retrying=True)
-
-    async def aclose(self) -> None:
-        """Flush; whatever still cannot be queued is logged at ERROR, entry by entry."""
-        await self._flush(keep_retrying=False)
-        while self._backlog:
-            self._give_up(self._backlog.popleft(), "still not queued when the app stopped")
-
-    # --- internals --------------------------------------------------------------------------
-
-    def _keep(self, entry: AuditEntry) -> None:
-        # The newest entry is the one refused: the head may be in flight in a drain.
-        if len(self._backlog) >= self._max_backlog:
-            self._give_up(entry, f"the audit backlog is full ({self._max_backlog} entries)")
-            return
-        if not self._backlog:
-            self._logger.warning(
-                "audit queue unavailable: keeping entries in memory and retrying",
-                extra={"maxBacklog": self._max_backlog},
-            )
-        self._backlog.append(entry)
-
-    async def _flush(self, *, keep_retrying: bool) -> int:
+        """Send every pending entry now, ignoring the flush and retry intervals; how many are
+        still pending (the flusher keeps retrying them)."""
         try:
-            await self._stop_drain()
-            if self._backlog:
-                self._draining = True
-                try:
-                    await self._send_backlog()
-                finally:
-                    self._draining = False
-            if keep_retrying and self._backlog:
-                self._start_drain()
+            self._bind_loop()
+            async with self._lock:
+                await self._send_pending()
+            if self._pending:
+                self._start_flusher()
         except asyncio.CancelledError:
             raise
         except Exception:
             self._logger.exception("audit trail flush failed unexpectedly")
-        return len(self._backlog)
+        return len(self._pending)
 
-    def _start_drain(self) -> None:
-        """Start the background drain unless it runs already."""
-        if self._draining:
-            return
-        self._draining = True  # before the task runs, so no second one starts
-        self._drain_task = asyncio.get_running_loop().create_task(self._drain_until_empty())
+    async def aclose(self) -> None:
+        """Flush and stop the flusher; whatever still cannot be queued is logged at ERROR,
+        entry by entry. (A later record() starts a new flusher.)"""
+        try:
+            self._bind_loop()
+            async with self._lock:
+                await self._stop_flusher()
+                await self._send_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._logger.exception("audit trail close failed unexpectedly")
+        self._send_singly = 0
+        while self._pending:
+            self._give_up(self._pending.popleft(), "still not queued when the trail closed")
+            _settle(self._settled.popleft())
 
-    async def _stop_drain(self) -> None:
-        """Cancel the background drain (its entry in flight stays first in the backlog)."""
-        task, self._drain_task = self._drain_task, None
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+    # --- the flusher ------------------------------------------------------------------------
+
+    def _bind_loop(self) -> None:
+        """Start afresh on a new event loop (a flusher or lock of a finished loop is dead)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._lock = asyncio.Lock()
+            self._flusher = None
+            self._wake = None
+            for settled in self._settled:  # futures of a finished loop: nobody awaits them
+                _settle(settled)
+            self._settled = deque([None] * len(self._pending))
+
+    def _start_flusher(self) -> None:
+        """Make sure the flusher runs; wake it early when a batch is full."""
+        self._bind_loop()
+        if self._flusher is None or self._flusher.done():
+            assert self._loop is not None
+            self._flusher = self._loop.create_task(self._flush_in_background())
+        elif len(self._pending) >= self._batch_size and self._wake and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _stop_flusher(self) -> None:
+        task, self._flusher = self._flusher, None
+        if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
-        self._draining = False  # also when the task's event loop is gone
 
-    async def _drain_until_empty(self) -> None:
-        try:
-            while self._backlog:
+    async def _flush_in_background(self) -> None:
+        # Exits only with nothing pending, and without awaiting after the check, so a record()
+        # that finds this task done can start another without losing a wake-up.
+        while self._pending:
+            try:
                 wait = self._retry_at - self._clock()
                 if wait > 0:
-                    await self._sleep(wait)
-                await self._send_backlog()
-        finally:
-            self._draining = False
+                    await self._sleep(wait)  # the queue is unavailable: one try per interval
+                elif len(self._pending) < self._batch_size:
+                    await self._pause_for_batch()
+                else:
+                    await asyncio.sleep(0)  # a full batch goes now, but never without yielding
+                async with self._lock:
+                    if self._retry_at <= self._clock():  # not failed again in a flush() meanwhile
+                        await self._send_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._logger.exception("audit trail flusher failed unexpectedly; retrying")
+                self._retry_at = self._clock() + self._retry_interval
 
-    async def _send_backlog(self) -> None:
-        """Send the backlog oldest first until it is empty or a send fails."""
-        sent = 0
-        while self._backlog:
-            outcome, pending = await self._send(self._backlog[0])
+    async def _pause_for_batch(self) -> None:
+        """Wait the flush interval, or less if a batch fills meanwhile."""
+        if self._flush_interval <= 0:
+            return
+        assert self._loop is not None
+        wake = self._wake = self._loop.create_future()
+        sleeper = asyncio.ensure_future(self._sleep(self._flush_interval))
+        try:
+            await asyncio.wait([sleeper, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            self._wake = None
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def _send_pending(self) -> None:
+        """Send pending entries batch by batch, oldest first, until none is left or the queue
+        is unavailable (then they stay pending and the retry waits `retry_interval_seconds`)."""
+        while self._pending:
+            count, messages = self._next_batch()
+            if not count:
+                continue  # the front entries could not be serialised and were given up
+            outcome, refusal = await self._send(messages)
             if outcome == "retry":
-                self._backlog[0] = pending
                 self._retry_at = self._clock() + self._retry_interval
                 return
-            self._backlog.popleft()
-            sent += 1
-        if sent:
-            self._logger.info("audit queue available again", extra={"sentFromBacklog": sent})
+            if outcome == "split":
+                self._send_singly = max(self._send_singly, count)
+                continue
+            entries = self._take(count)
+            if outcome == "gone":
+                for entry in entries:
+                    self._give_up(entry, refusal)
+                continue
+            self.counts.sent += count
+            if self._outage:
+                self._outage = False
+                self._logger.info("audit queue available again", extra={"backlog": self.backlog})
 
-    async def _send(self, entry: AuditEntry) -> tuple[_SendOutcome, AuditEntry]:
-        """The outcome, and the entry to keep when it is "retry" (maybe without details)."""
-        try:
-            message = entry.to_message()
-        except Exception as exc:  # details a caller filled with something that is not JSON
-            self._give_up(entry, f"the entry is not JSON-serialisable ({type(exc).__name__})")
-            return "gone", entry
+    def _next_batch(self) -> tuple[int, list[dict[str, Any]]]:
+        """How many front entries the next message carries, and their messages. An entry that
+        is not JSON is given up; one too large for a message alone loses its details."""
+        limit = 1 if self._send_singly else self._batch_size
+        messages: list[dict[str, Any]] = []
+        size = _ENVELOPE_BYTES
+        while len(messages) < min(limit, len(self._pending)):
+            index = len(messages)
+            entry = self._pending[index]
+            try:
+                message = entry.to_message()
+                cost = _json_bytes(message) + (1 if messages else 0)
+            except Exception as exc:  # details a caller filled with something that is not JSON
+                self._take(1, at=index)
+                self._give_up(entry, f"the entry is not JSON-serialisable ({type(exc).__name__})")
+                continue
+            if size + cost <= self._max_batch_bytes:
+                messages.append(message)
+                size += cost
+            elif messages:
+                break  # the next message starts with it
+            elif entry.details != _DETAILS_DROPPED:
+                self._pending[0] = self._without_details(entry)
+            else:  # cannot happen with AuditEntry's field limits, but must not loop
+                self._take(1)
+                self._give_up(entry, "too large for a queue message even without its details")
+        return len(messages), messages
+
+    async def _send(self, messages: list[dict[str, Any]]) -> tuple[_SendOutcome, str]:
+        """Send one batch message; the outcome and, when "gone", why."""
         try:
             async with asyncio.timeout(self._timeout):
-                await self._queue.send(message)
+                await self._queue.send({BATCH_FIELD: messages})
         except QueueRejected as exc:
-            if exc.code == "MessageTooLarge" and entry.details != _DETAILS_DROPPED:
-                # Queue the decision without its details; the ERROR line keeps the whole entry.
-                self.counts.details_dropped += 1
-                log_unrecorded(
-                    self._logger, entry, "too large for a queue message; queued without details"
-                )
-                return await self._send(
-                    entry.model_copy(update={"details": dict(_DETAILS_DROPPED)})
-                )
-            self._give_up(entry, f"the audit queue refused it ({exc.code or exc.status})")
-            return "gone", entry
+            if exc.code in _TOO_LARGE_CODES:
+                # The queue measured more than we did: one entry per message, then no details.
+                if len(messages) > 1:
+                    return "split", ""
+                if self._pending[0].details != _DETAILS_DROPPED:
+                    self._pending[0] = self._without_details(self._pending[0])
+                    return "split", ""
+            return "gone", f"the audit queue refused it ({exc.code or exc.status})"
         except (QueueUnavailable, TimeoutError):
-            self.counts.failed_sends += 1
-            return "retry", entry
+            self._failed()
+            return "retry", ""
         except Exception:
-            self.counts.failed_sends += 1
             self._logger.warning("audit queue send failed unexpectedly", exc_info=True)
-            return "retry", entry
-        self.counts.sent += 1
-        return "sent", entry
+            self._failed()
+            return "retry", ""
+        return "sent", ""
+
+    def _failed(self) -> None:
+        self.counts.failed_sends += 1
+        for settled in self._settled:  # an outage holds no allocation up
+            _settle(settled)
+        if not self._outage:
+            self._outage = True
+            self._logger.warning(
+                "audit queue unavailable: keeping entries in memory and retrying",
+                extra={"maxBacklog": self._max_backlog, "backlog": self.backlog},
+            )
+
+    def _take(self, count: int, *, at: int = 0) -> list[AuditEntry]:
+        """Remove `count` entries from index `at` (their message is settled, or they are
+        given up)."""
+        taken = [self._pending[at + n] for n in range(count)]
+        for _ in range(count):
+            del self._pending[at]
+            _settle(self._settled[at])
+            del self._settled[at]
+        if at == 0:  # (entries go one per message only at the front)
+            self._send_singly = max(0, self._send_singly - count)
+        return taken
+
+    def _without_details(self, entry: AuditEntry) -> AuditEntry:
+        """A copy of the entry without its details; the ERROR line keeps the whole entry."""
+        self.counts.details_dropped += 1
+        log_unrecorded(self._logger, entry, "too large for a queue message; queued without details")
+        return entry.model_copy(update={"details": dict(_DETAILS_DROPPED)})
 
     def _give_up(self, entry: AuditEntry, reason: str) -> None:
         self.counts.given_up += 1
         log_unrecorded(self._logger, entry, reason)
+
+
+def _settle(settled: asyncio.Future[None] | None) -> None:
+    if settled is not None and not settled.done():
+        settled.set_result(None)
+
+
+def _json_bytes(message: dict[str, Any]) -> int:
+    """The message's size as the queue serialises it (compact UTF-8; NaN is not JSON)."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return len(text.encode("utf-8"))

@@ -1,41 +1,51 @@
 """AuditWriter: what the audit queue's trigger does with each message (no azure.functions here).
 
-A message is an AuditEntry's JSON, plus `writeAttempts` once it has been put back. Outcomes:
+A message is a batch, `{"entries": [...]}`, or (the format before batches) one AuditEntry's
+JSON; either carries `writeAttempts` once it has been put back. A batch's entries are checked one
+by one and appended in order. Outcomes:
 
-- unreadable (not an entry): logged at ERROR with the text (capped) and acknowledged;
-  retrying cannot make it readable;
+- unreadable (not a batch nor an entry, or a batch without one readable entry): logged at
+  ERROR with the text (capped) and acknowledged; retrying cannot make it readable. An unreadable
+  entry inside a batch is logged the same way and skipped; the others are written;
 - stored, or found already stored (a redelivery): acknowledged;
-- the table is unavailable: the entry goes back on the audit queue, invisible for a delay that
-  doubles per attempt (with jitter, capped at `max_delay_seconds`), and the message is
-  acknowledged: a long table outage never drives entries into the poison queue;
-- the table refuses the entry itself (too large, bad input): logged at ERROR with the whole
-  entry and acknowledged (it would be refused again);
-- only when the queue will not take it back either does handle() raise AuditRequeueFailed, so
-  the Functions host retries the message through the queue.
+- the table is unavailable: the entry it failed on and the ones after it go back on the audit
+  queue as one message (those before it are stored, and re-storing them would be harmless
+  anyway), invisible for a delay that doubles per attempt (with jitter, capped at
+  `max_delay_seconds`), and the message is acknowledged: a long table outage never drives
+  entries into the poison queue;
+- the table refuses an entry itself (too large, bad input): logged at ERROR with the whole
+  entry and skipped (it would be refused again);
+- only when the queue will not take entries back either does handle() raise
+  AuditRequeueFailed, so the Functions host retries the whole message through the queue.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
+import pydantic_core
 from pydantic import BaseModel, Field, ValidationError
 
 from audit.entry import AuditEntry
 from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
-from audit.queue import DelayedSender
+from audit.queue import BATCH_FIELD, DelayedSender
 from resilience.durable_queue import QueueError
 
 ATTEMPTS_FIELD = "writeAttempts"
 UNREADABLE_TEXT_CHARS = 4000
-"""How much of an unreadable message the ERROR line carries."""
+"""How much of an unreadable message or entry the ERROR line carries."""
 _MAX_DOUBLINGS = 30
 
 WriteOutcome = Literal["written", "duplicate", "requeued", "unreadable", "rejected"]
+"""Of a whole message, first that applies: "requeued" (entries put back), "rejected" (the table
+refused one), "written" (at least one entry new), "duplicate" (every entry already stored),
+"unreadable" (nothing readable to store)."""
 
 
 class AuditStore(Protocol):
@@ -46,6 +56,11 @@ class AuditStore(Protocol):
 
 class _Attempts(BaseModel):
     write_attempts: int = Field(0, alias=ATTEMPTS_FIELD, ge=0)
+
+
+class _Batch(BaseModel):
+    entries: list[Any] = Field(alias=BATCH_FIELD, min_length=1)
+    """Raw: each entry is validated on its own, so one bad entry does not sink the others."""
 
 
 class AuditWriter:
@@ -72,31 +87,67 @@ class AuditWriter:
     async def handle(
         self, body: bytes | str, *, dequeue_count: int = 1, request_id: str | None = None
     ) -> WriteOutcome:
-        fields = {"dequeueCount": dequeue_count, "invocationId": request_id}
+        """Store the message's entries in order; see the module docstring for the outcomes."""
+        fields: dict[str, Any] = {"dequeueCount": dequeue_count, "invocationId": request_id}
+        try:
+            parsed: Any = pydantic_core.from_json(body, allow_inf_nan=False)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and BATCH_FIELD in parsed:
+            return await self._handle_batch(body, parsed, fields)
         try:
             entry = AuditEntry.model_validate_json(body)
         except ValidationError as exc:
-            text = body if isinstance(body, str) else body.decode("utf-8", "replace")
-            self._logger.error(
-                "unreadable audit message acknowledged: %s",
-                _summary(exc),
-                extra={**fields, "problem": _summary(exc), "raw": text[:UNREADABLE_TEXT_CHARS]},
-            )
+            self._unreadable("unreadable audit message acknowledged", exc, _text(body), fields)
             return "unreadable"
-        attempts = _previous_attempts(body) + 1
+        attempts = _previous_attempts(parsed) + 1
+        return await self._write([entry], attempts, fields, batch=False)
+
+    async def _handle_batch(
+        self, body: bytes | str, parsed: dict[str, Any], fields: dict[str, Any]
+    ) -> WriteOutcome:
         try:
-            created = await self._store.append(entry)
-        except AuditStoreUnavailable as exc:
-            await self._requeue(entry, attempts, str(exc), fields)
-            return "requeued"
-        except AuditStoreRejected as exc:
-            log_unrecorded(self._logger, entry, f"the audit table refused it: {exc}", **fields)
+            batch = _Batch.model_validate(parsed)
+        except ValidationError as exc:
+            self._unreadable("unreadable audit message acknowledged", exc, _text(body), fields)
+            return "unreadable"
+        entries: list[AuditEntry] = []
+        for index, raw in enumerate(batch.entries):
+            try:
+                entries.append(AuditEntry.model_validate(raw))
+            except ValidationError as exc:
+                raw_text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+                self._unreadable(
+                    "unreadable audit entry skipped", exc, raw_text, {**fields, "index": index}
+                )
+        return await self._write(entries, _previous_attempts(parsed) + 1, fields, batch=True)
+
+    async def _write(
+        self, entries: list[AuditEntry], attempts: int, fields: dict[str, Any], *, batch: bool
+    ) -> WriteOutcome:
+        """Append the entries in order; at the first table outage, put that entry and the rest
+        back on the queue as one message (a batch, unless the message was a bare entry)."""
+        if not entries:
+            return "unreadable"
+        new = rejected = 0
+        for index, entry in enumerate(entries):
+            try:
+                created = await self._store.append(entry)
+            except AuditStoreUnavailable as exc:
+                await self._requeue(entries[index:], attempts, str(exc), fields, batch=batch)
+                return "requeued"
+            except AuditStoreRejected as exc:
+                log_unrecorded(self._logger, entry, f"the audit table refused it: {exc}", **fields)
+                rejected += 1
+                continue
+            new += bool(created)
+            self._logger.debug(
+                "audit entry written",
+                extra={**fields, "entryId": entry.entry_id, "copiesWritten": created},
+            )
+        if rejected:
             return "rejected"
-        self._logger.debug(
-            "audit entry written",
-            extra={**fields, "entryId": entry.entry_id, "copiesWritten": created},
-        )
-        return "written" if created else "duplicate"
+        return "written" if new else "duplicate"
 
     def delay_seconds(self, attempts: int) -> int:
         """The invisibility before attempt `attempts + 1`: backoff with jitter, whole seconds."""
@@ -106,11 +157,28 @@ class AuditWriter:
         return max(1, min(self._max_delay, math.ceil(jittered)))
 
     async def _requeue(
-        self, entry: AuditEntry, attempts: int, reason: str, fields: dict[str, Any]
+        self,
+        entries: list[AuditEntry],
+        attempts: int,
+        reason: str,
+        fields: dict[str, Any],
+        *,
+        batch: bool,
     ) -> None:
         delay = self.delay_seconds(attempts)
-        log_fields = {**fields, "entryId": entry.entry_id, "writeAttempts": attempts}
-        message = {**entry.to_message(), ATTEMPTS_FIELD: attempts}
+        first = entries[0].entry_id
+        log_fields = {
+            **fields,
+            "entryId": first,
+            "entryIds": [entry.entry_id for entry in entries],
+            "writeAttempts": attempts,
+        }
+        message: dict[str, Any] = (
+            {BATCH_FIELD: [entry.to_message() for entry in entries]}
+            if batch
+            else entries[0].to_message()
+        )
+        message[ATTEMPTS_FIELD] = attempts
         try:
             await self._queue.send_later(message, delay_seconds=delay)
         except QueueError as exc:
@@ -118,21 +186,38 @@ class AuditWriter:
                 "audit table and audit queue both unavailable; the queue will redeliver",
                 extra={**log_fields, "reason": reason, "queueError": str(exc)},
             )
+            more = f" and {len(entries) - 1} after it" if len(entries) > 1 else ""
             raise AuditRequeueFailed(
-                f"entry {entry.entry_id[:64]!r}: the table is unavailable ({reason}) and the "
+                f"entry {first[:64]!r}{more}: the table is unavailable ({reason}) and the "
                 f"audit queue would not take it back ({exc})"
             ) from exc
         self._logger.warning(
-            "audit table unavailable; entry put back on the queue",
+            "audit table unavailable; entry put back on the queue"
+            + (f" with the {len(entries) - 1} after it" if len(entries) > 1 else ""),
             extra={**log_fields, "delaySeconds": delay, "reason": reason},
         )
 
+    def _unreadable(
+        self, message: str, exc: ValidationError, text: str, fields: dict[str, Any]
+    ) -> None:
+        self._logger.error(
+            "%s: %s",
+            message,
+            _summary(exc),
+            extra={**fields, "problem": _summary(exc), "raw": text[:UNREADABLE_TEXT_CHARS]},
+        )
 
-def _previous_attempts(body: bytes | str) -> int:
+
+def _previous_attempts(parsed: Any) -> int:
+    """The message's writeAttempts; 0 when it has none or it is not a count."""
     try:
-        return _Attempts.model_validate_json(body).write_attempts
+        return _Attempts.model_validate(parsed).write_attempts
     except ValidationError:
         return 0
+
+
+def _text(body: bytes | str) -> str:
+    return body if isinstance(body, str) else body.decode("utf-8", "replace")
 
 
 def _summary(exc: ValidationError) -> str:
