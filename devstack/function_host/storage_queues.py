@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.queue._shared.policies_async import LinearRetry
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
@@ -170,6 +171,8 @@ class QueueClients:
                 connection_timeout=_CONNECT_TIMEOUT_SECONDS,
                 read_timeout=_READ_TIMEOUT_SECONDS,
                 logger=_SDK_LOGGER,
+                # No ~/.netrc and proxy lookups in a thread on every message.
+                transport=AioHttpTransport(use_env_settings=False),
             )
             self._services[connection.connection_string] = service
         client = service.get_queue_client(queue_name)

@@ -8,6 +8,12 @@
 //
 // Prints the registration state as JSON on stdout; on failure prints a JSON error on stderr
 // and exits 1 (2 for bad arguments).
+//
+// Fleet mode registers many devices at once from one process (benchmarks):
+//   node devstack/node/register_device.js --host ... --id-scope ... --ca ca.pem --fleet fleet.json
+// where fleet.json is [{"registrationId", "cert", "key"}, ...]. It prints one JSON line per
+// device, {"registrationId", "ms", "result"} or {"registrationId", "ms", "error"}, as each ends,
+// and exits 0 once all have ended.
 'use strict';
 
 const fs = require('node:fs');
@@ -26,13 +32,16 @@ const OPTIONS = {
   '--key': 'key',
   '--ca': 'ca',
   '--payload': 'payload',
+  '--fleet': 'fleet',
 };
 const REQUIRED = ['host', 'idScope', 'registrationId', 'cert', 'key'];
+const REQUIRED_FOR_FLEET = ['host', 'idScope', 'fleet'];
 
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: register_device.js --host H [--port P] --id-scope S ` +
-      '--registration-id R --cert F --key F [--ca F] [--payload JSON]\n',
+      '--registration-id R --cert F --key F [--ca F] [--payload JSON]\n' +
+      '       register_device.js --host H [--port P] --id-scope S [--ca F] --fleet FILE\n',
   );
   process.exit(2);
 }
@@ -45,7 +54,7 @@ function parseArgs(argv) {
     if (i + 1 >= argv.length) usage(`${argv[i]} needs a value`);
     args[name] = argv[i + 1];
   }
-  for (const name of REQUIRED) {
+  for (const name of args.fleet ? REQUIRED_FOR_FLEET : REQUIRED) {
     if (!args[name]) usage(`missing --${name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
   }
   if (args.port !== undefined) {
@@ -84,11 +93,10 @@ function describe(err) {
   return error;
 }
 
-async function main() {
-  const args = parseArgs(process.argv.slice(2));
-  const security = new X509Security(args.registrationId, {
-    cert: fs.readFileSync(args.cert, 'utf8'),
-    key: fs.readFileSync(args.key, 'utf8'),
+function register(args, device) {
+  const security = new X509Security(device.registrationId, {
+    cert: fs.readFileSync(device.cert, 'utf8'),
+    key: fs.readFileSync(device.key, 'utf8'),
   });
   const client = ProvisioningDeviceClient.create(
     args.host,
@@ -97,7 +105,39 @@ async function main() {
     security,
   );
   if (args.payload !== undefined) client.setProvisioningPayload(args.payload);
-  const result = await client.register();
+  return client.register();
+}
+
+async function registerFleet(args) {
+  let fleet;
+  try {
+    fleet = JSON.parse(fs.readFileSync(args.fleet, 'utf8'));
+  } catch (err) {
+    usage(`--fleet: cannot read ${args.fleet}: ${err.message}`);
+  }
+  if (!Array.isArray(fleet)) usage('--fleet must hold a JSON array of devices');
+  await Promise.all(
+    fleet.map(async (device) => {
+      const started = process.hrtime.bigint();
+      const line = { registrationId: device.registrationId };
+      try {
+        line.result = await register(args, device);
+      } catch (err) {
+        line.error = describe(err);
+      }
+      line.ms = Number(process.hrtime.bigint() - started) / 1e6;
+      process.stdout.write(JSON.stringify(line) + '\n');
+    }),
+  );
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.fleet) {
+    await registerFleet(args);
+    return;
+  }
+  const result = await register(args, args);
   process.stdout.write(JSON.stringify(result) + '\n');
 }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from devstack.dps_requests import allocation_request
 from tests.integration.conftest import ASSET_KEY, FUNCTION_KEY
 from tests.integration.journey_fixtures import (
     EAST,
+    NODE_HARNESS,
     WEST,
     DeviceCredentials,
     Journey,
@@ -232,6 +235,58 @@ def test_never_reprovision_keeps_the_device_where_it_is(journey: Journey, tmp_pa
 
 
 @pytest.mark.timeout(60)
+def test_the_node_client_in_fleet_mode_reports_each_device(journey: Journey, tmp_path: Path):
+    """Fleet mode (the journey benchmark's driver): one Node process, one line per device."""
+    fleet = []
+    for n in range(2):
+        serial = new_asset(journey, "eu-west/fleet-mode/hall-1", "humidity-sensor")
+        device = issue_device(
+            journey.groups["default"],
+            f"fm-{uuid.uuid4().hex[:6]}-{n}",
+            tmp_path,
+            serial_number=serial,
+        )
+        fleet.append(
+            {
+                "registrationId": device.registration_id,
+                "cert": str(device.cert),
+                "key": str(device.key),
+            }
+        )
+    # A registration id its certificate does not name: DPS refuses it, the others go on.
+    fleet.append({**fleet[0], "registrationId": "someone-else"})
+    fleet_file = tmp_path / "fleet.json"
+    fleet_file.write_text(json.dumps(fleet))
+    command = [
+        "node",
+        str(NODE_HARNESS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(journey.dps.info["port"]),
+    ]
+    command += ["--id-scope", journey.dps.info["idScope"], "--ca", str(journey.tls.ca_cert)]
+    done = subprocess.run(
+        [*command, "--fleet", str(fleet_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line["registrationId"]: line for line in map(json.loads, done.stdout.splitlines())}
+    assert set(lines) == {device["registrationId"] for device in fleet}
+    for device in fleet[:2]:
+        line = lines[device["registrationId"]]
+        assert line["result"]["status"] == "assigned", line
+        assert line["result"]["assignedHub"] == WEST
+        assert line["result"]["payload"]["deviceRole"] == "sensor"
+        assert line["ms"] > 0
+    refused = lines["someone-else"]
+    assert "result" not in refused
+    assert refused["error"]["statusCode"] == 401, refused
+
+
 async def test_three_hundred_devices_register_at_once(journey: Journey, tmp_path: Path):
     run = uuid.uuid4().hex[:6]
     locations = {EAST: "us-east/fleet/line-1", WEST: "eu-west/fleet/hall-1"}
