@@ -122,6 +122,8 @@ class SdkIotHubRegistry:
                 )
             config = manager.protocol.config
             config.retry_policy.retries = 0
+            # Otherwise msrest closes its session after every call: a TLS handshake each.
+            config.keep_alive = True
             config.connection.timeout = self._timeout
             if self._ca_bundle:
                 config.connection.verify = self._ca_bundle

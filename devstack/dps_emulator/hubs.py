@@ -189,6 +189,8 @@ class HubDirectory:
                 manager.protocol.config.connection.verify = str(self._ca_bundle)
             # No hidden urllib3 retries (503 x4, ~5 s): a failure shows at once.
             manager.protocol.config.retry_policy.retries = 0
+            # Otherwise msrest closes its session after every call: a TLS handshake each.
+            manager.protocol.config.keep_alive = True
             managers[connection.name] = manager
         return manager
 

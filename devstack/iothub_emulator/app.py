@@ -179,6 +179,10 @@ async def delete_faults(call: Call) -> Response:
     return _faults_response(call)
 
 
+async def get_stats(call: Call) -> Response:
+    return json_response({"connections": len(call.runtime.clients)})
+
+
 async def list_events(call: Call) -> Response:
     after = call.int_query("after", 0, 2**62)
     limit = call.int_query("limit", _EVENTS_LIMIT, _EVENTS_LIMIT)
@@ -222,6 +226,7 @@ ROUTES: tuple[tuple[tuple[str | None, ...], dict[str, Endpoint]], ...] = (
         },
     ),
     (("devstack", "events"), {"GET": Endpoint(list_events, _ANY, service_api=False)}),
+    (("devstack", "stats"), {"GET": Endpoint(get_stats, _ANY, service_api=False)}),
     (
         ("devstack", "twins", None, "reported"),
         {"PATCH": Endpoint(update_reported, _ANY, service_api=False)},
@@ -280,6 +285,9 @@ class EmulatorApp:
 
     async def _handle(self, request: Request) -> Response:
         runtime = self._runtime(request)
+        client = request.scope.get("client")
+        if client:
+            runtime.clients.add((str(client[0]), int(client[1])))
         principal = runtime.auth.authenticate(request.headers.get("authorization"))
         fault = runtime.faults.take(request.method, request.url.path)
         if fault is not None:

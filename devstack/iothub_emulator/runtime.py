@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .delivery import EventDelivery
@@ -37,6 +37,9 @@ class HubRuntime:
     twin_updates: TokenBucket | None
     identity_ops: TokenBucket | None
     delivery: EventDelivery | None
+    clients: set[tuple[str, int]] = field(default_factory=set)
+    """The (address, port) of every TCP connection that has sent a request: how many
+    connections clients opened (GET /devstack/stats), e.g. to check that they keep them alive."""
 
     def close(self) -> None:
         self.hub.store.close()

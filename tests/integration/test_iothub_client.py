@@ -169,6 +169,24 @@ async def test_concurrent_calls_share_no_session_across_threads(iothub_emulator,
     assert {twin.device_id for twin in twins} == set(device_ids)
 
 
+async def test_calls_keep_their_connection_alive_instead_of_a_handshake_each(iothub_emulator):
+    """msrest closes its session after every call unless keep_alive is set: a TLS handshake
+    per twin read or write, which bounded sync throughput."""
+    registry = registry_for(iothub_emulator)  # its own sessions
+    device_id = new_device(iothub_emulator, HUB_EU)
+
+    def connections() -> int:
+        with iothub_emulator.http(HUB_EU) as http:
+            count: int = http.get("/devstack/stats").json()["connections"]
+            return count
+
+    before = connections()
+    for _ in range(20):
+        await registry.get_twin(HUB_EU, device_id)
+    opened = connections() - before - 1  # less the second stats call's own connection
+    assert 1 <= opened <= 3, f"20 sequential calls opened {opened} connections"
+
+
 class _StaticToken:
     """Stands in for azure-identity's ManagedIdentityCredential (get_token is its contract)."""
 
