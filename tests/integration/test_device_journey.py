@@ -275,9 +275,9 @@ def test_the_node_client_in_fleet_mode_reports_each_device(journey: Journey, tmp
     )
     assert done.returncode == 0, done.stderr
     lines = {line["registrationId"]: line for line in map(json.loads, done.stdout.splitlines())}
-    assert set(lines) == {device["registrationId"] for device in fleet}
-    for device in fleet[:2]:
-        line = lines[device["registrationId"]]
+    assert set(lines) == {member["registrationId"] for member in fleet}
+    for member in fleet[:2]:
+        line = lines[member["registrationId"]]
         assert line["result"]["status"] == "assigned", line
         assert line["result"]["assignedHub"] == WEST
         assert line["result"]["payload"]["deviceRole"] == "sensor"
