@@ -15,7 +15,7 @@ from rich.console import Console
 
 from devstack.certificates import TestCertificateAuthority
 from devstack.processes import stop_children
-from devstack.stack import DEFAULT_HUBS, LocalStack, StackOptions
+from devstack.stack import LocalStack, StackOptions
 
 
 @dataclass
@@ -44,15 +44,8 @@ class RunningStack:
 def running_stack(**host_env: str) -> Iterator[RunningStack]:
     """Start everything in a temporary directory; stop it and delete the directory after."""
     base = Path(tempfile.mkdtemp(prefix="bench-stack-"))
-    options = StackOptions(
-        data_dir=base / "stack",
-        function_port=0,
-        asset_port=0,
-        dps_port=0,
-        queue_port=0,
-        table_port=0,
-        hubs=dict.fromkeys(DEFAULT_HUBS, 0),
-        host_env={"DEVSTACK_LOG_LEVEL": "WARNING", **host_env},
+    options = StackOptions.on_free_ports(
+        base / "stack", host_env={"DEVSTACK_LOG_LEVEL": "WARNING", **host_env}
     )
     local = LocalStack(options, Console(quiet=True))
     try:

@@ -55,6 +55,20 @@ class StackOptions:
     host_env: dict[str, str] = field(default_factory=dict)
     """Extra app settings for the function host (tests use host.json overrides here)."""
 
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **options: Any) -> StackOptions:
+        """Every part on a port the system picks, so that stacks run side by side."""
+        return cls(
+            data_dir=data_dir,
+            function_port=0,
+            asset_port=0,
+            dps_port=0,
+            queue_port=0,
+            table_port=0,
+            hubs=dict.fromkeys(DEFAULT_HUBS, 0),
+            **options,
+        )
+
 
 class _Stop(Exception):
     """Raised from the signal handler to leave the wait loop."""

@@ -18,7 +18,6 @@ from rich.console import Console
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_device_client import RegistrationResult, register_device
 from devstack.stack import LocalStack, StackOptions
-from tests.integration.devstack_fixtures import HUB_NAMES
 from tests.integration.iothub_fixtures import registry_manager
 
 T = TypeVar("T")
@@ -44,14 +43,8 @@ def eventually(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float =
 
 class OutageStack:
     def __init__(self, data_dir: Path, host_env: dict[str, str] | None = None) -> None:
-        options = StackOptions(
-            data_dir=data_dir,
-            function_port=0,
-            asset_port=0,
-            dps_port=0,
-            queue_port=0,
-            table_port=0,
-            hubs=dict.fromkeys(HUB_NAMES, 0),
+        options = StackOptions.on_free_ports(
+            data_dir,
             dps_retry_scale=0.01,
             event_retry_scale=0.05,
             host_env={**FAST_QUEUES, **(host_env or {})},
