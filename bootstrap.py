@@ -106,16 +106,20 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         ),
     )
     from iothub_client.sdk_adapter import SdkIotHubRegistry
-    from resilience import RateLimitedIotHubRegistry, StorageQueue
+    from resilience import BreakerGuardedIotHubRegistry, RateLimitedIotHubRegistry, StorageQueue
     from resilience.dead_letters import DeadLetterRecorder
 
     connections = hub_connections(settings)
     iot_hubs = RateLimitedIotHubRegistry(
-        SdkIotHubRegistry(
-            connections,
-            timeout_seconds=settings.iot_hub_timeout_seconds,
-            ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
-            credential_factory=lambda: _managed_identity(settings),
+        BreakerGuardedIotHubRegistry(
+            SdkIotHubRegistry(
+                connections,
+                timeout_seconds=settings.iot_hub_timeout_seconds,
+                ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
+                credential_factory=lambda: _managed_identity(settings),
+            ),
+            fail_max=settings.iot_hub_breaker_failures,
+            reset_timeout_seconds=settings.iot_hub_breaker_reset_seconds,
         ),
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
         registry_ops_per_minute=policy.replacement.registry_ops_per_minute,

@@ -80,6 +80,12 @@ class AppSettings(BaseSettings):
     asset_api_breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, validation_alias="ASSET_API_BREAKER_RESET_SECONDS"
     )
+    iot_hub_breaker_failures: int = Field(
+        5, ge=1, le=100, validation_alias="IOT_HUB_BREAKER_FAILURES"
+    )
+    iot_hub_breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias="IOT_HUB_BREAKER_RESET_SECONDS"
+    )
     queue_message_encoding: Literal["base64", "none"] = Field(
         "base64", validation_alias="QUEUE_MESSAGE_ENCODING"
     )

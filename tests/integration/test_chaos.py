@@ -2,7 +2,7 @@
 
 Afterwards no device is lost or duplicated, and once the asset system is back and
 reconciliation has drained, every device is linked to its asset with its real role.
-CHAOS_DEVICES sets the fleet (60 in `make test`; `make bench` runs 300).
+CHAOS_DEVICES sets the fleet (60 in `make test`; `make chaos` runs 300).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from iothub_client import (
     UnknownHub,
 )
 from iothub_client.sdk_adapter import SdkIotHubRegistry
+from resilience.hub_breakers import BreakerGuardedIotHubRegistry
 from tests.integration.iothub_fixtures import (
     BEARER_TOKEN,
     HUB_EU,
@@ -151,6 +152,27 @@ async def test_a_fault_is_unavailable_at_once_because_sdk_retries_are_off(
     # urllib3 would otherwise retry a 503 four times over ~5 s.
     assert time.perf_counter() - started < 2.0
     assert (await registry.get_twin(HUB_US, device_id)).device_id == device_id
+
+
+async def test_a_hub_that_keeps_failing_opens_its_circuit_and_is_left_alone(iothub_emulator):
+    registry = BreakerGuardedIotHubRegistry(
+        registry_for(iothub_emulator), fail_max=3, reset_timeout_seconds=60
+    )
+    device_id = new_device(iothub_emulator)
+    with iothub_emulator.http(HUB_US) as http:
+        rule = {"status": 503, "count": 5, "pathPrefix": f"/twins/{device_id}"}
+        assert http.post("/devstack/faults", json=rule).status_code < 300
+        for _ in range(3):
+            with pytest.raises(HubUnavailable) as failure:
+                await registry.get_twin(HUB_US, device_id)
+            assert "circuit" not in str(failure.value)
+        with pytest.raises(HubUnavailable, match="circuit open"):
+            await registry.get_twin(HUB_US, device_id)
+        [left] = http.get("/devstack/faults").json()["faults"]
+        http.delete("/devstack/faults")
+    assert left["count"] == 2, "the open circuit kept the fourth call off the hub"
+    other = new_device(iothub_emulator, HUB_EU)
+    assert (await registry.get_twin(HUB_EU, other)).device_id == other
 
 
 async def test_a_closed_port_is_unavailable(iothub_emulator):

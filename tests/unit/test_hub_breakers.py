@@ -1,0 +1,102 @@
+"""A breaker per IoT hub: only hub outages count, an open hub fails fast, others carry on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from iothub_client import (
+    DeviceNotFound,
+    HubThrottled,
+    HubUnavailable,
+    TwinPatch,
+    TwinPreconditionFailed,
+)
+from resilience.hub_breakers import BreakerGuardedIotHubRegistry
+from tests.unit.fakes import FakeIotHubRegistry
+
+EAST = "hub-us-east.azure-devices.net"
+WEST = "hub-eu-west.azure-devices.net"
+
+
+class FlakyHubs(FakeIotHubRegistry):
+    """Raises the next queued error of a hub, if any, on every call; counts the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: dict[str, list[Exception]] = {}
+        self.calls: list[str] = []
+
+    def _maybe_fail(self, hub: str) -> None:
+        self.calls.append(hub)
+        errors = self.failing.get(hub)
+        if errors:
+            raise errors.pop(0)
+
+    async def get_twin(self, hub: str, device_id: str) -> Any:
+        self._maybe_fail(hub)
+        return await super().get_twin(hub, device_id)
+
+    async def update_twin(self, hub: str, device_id: str, patch: TwinPatch, *, etag: Any) -> Any:
+        self._maybe_fail(hub)
+        return await super().update_twin(hub, device_id, patch, etag=etag)
+
+
+def hubs() -> tuple[FlakyHubs, BreakerGuardedIotHubRegistry]:
+    inner = FlakyHubs()
+    for hub in (EAST, WEST):
+        inner.add_device(hub, "d1")
+    return inner, BreakerGuardedIotHubRegistry(inner, fail_max=3, reset_timeout_seconds=60)
+
+
+async def test_a_failing_hub_opens_and_then_fails_fast_without_being_called():
+    inner, guarded = hubs()
+    inner.failing[EAST] = [HubUnavailable("503")] * 3
+    for _ in range(3):
+        with pytest.raises(HubUnavailable, match="503"):
+            await guarded.get_twin(EAST, "d1")
+    with pytest.raises(HubUnavailable, match="circuit open"):
+        await guarded.update_twin(EAST, "d1", TwinPatch(tags={"a": 1}), etag=None)
+    assert inner.calls == [EAST] * 3, "the open hub was not called"
+    assert guarded.breaker(EAST).state == "open"
+    assert guarded.metrics.rejected["iot-hub:" + EAST] == 1
+
+
+async def test_other_hubs_are_unaffected_by_one_open_circuit():
+    inner, guarded = hubs()
+    inner.failing[EAST] = [HubUnavailable("timeout")] * 3
+    for _ in range(3):
+        with pytest.raises(HubUnavailable):
+            await guarded.get_twin(EAST, "d1")
+    twin = await guarded.get_twin(WEST, "d1")
+    assert twin.device_id == "d1"
+    assert guarded.breaker(WEST).state == "closed"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [DeviceNotFound("404"), TwinPreconditionFailed("412"), HubThrottled("429", retry_after=1)],
+)
+async def test_answers_of_a_working_hub_never_open_it(answer: Exception):
+    inner, guarded = hubs()
+    inner.failing[EAST] = [answer] * 5
+    for _ in range(5):
+        with pytest.raises(type(answer)):
+            await guarded.get_twin(EAST, "d1")
+    assert guarded.breaker(EAST).state == "closed"
+    assert (await guarded.get_twin(EAST, "d1")).device_id == "d1"
+
+
+async def test_a_success_resets_the_count_of_failures():
+    inner, guarded = hubs()
+    inner.failing[EAST] = [HubUnavailable("503")] * 2
+    for _ in range(2):
+        with pytest.raises(HubUnavailable):
+            await guarded.get_twin(EAST, "d1")
+    await guarded.get_twin(EAST, "d1")
+    inner.failing[EAST] = [HubUnavailable("503")] * 2
+    for _ in range(2):
+        with pytest.raises(HubUnavailable):
+            await guarded.get_twin(EAST, "d1")
+    assert guarded.breaker(EAST).state == "closed"
