@@ -118,9 +118,11 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
                 ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
                 credential_factory=lambda: _managed_identity(settings),
             ),
+            hubs=[c.hub for c in connections.values()],
             fail_max=settings.iot_hub_breaker_failures,
             reset_timeout_seconds=settings.iot_hub_breaker_reset_seconds,
         ),
+        hubs=[c.hub for c in connections.values()],
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
         registry_ops_per_minute=policy.replacement.registry_ops_per_minute,
     )

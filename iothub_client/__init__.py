@@ -15,6 +15,7 @@ from iothub_client.errors import (
     TwinPreconditionFailed,
     UnknownHub,
 )
+from iothub_client.hub_names import HubNames
 from iothub_client.models import DeviceRecord, Twin, TwinPatch
 from iothub_client.port import IotHubRegistry
 
@@ -24,6 +25,7 @@ __all__ = [
     "HubAccessDenied",
     "HubConnection",
     "HubConnections",
+    "HubNames",
     "HubRequestRejected",
     "HubThrottled",
     "HubUnavailable",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 _REQUIRED_PARTS = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
+_KNOWN_PARTS = frozenset({*_REQUIRED_PARTS, "DeviceId", "ModuleId", "GatewayHostName"})
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,17 @@ class HubConnections(Mapping[str, HubConnection]):
 def parse_connection_string(text: str, hub: str) -> dict[str, str]:
     """Split `HostName=...;SharedAccessKeyName=...;SharedAccessKey=...`; errors name no secret."""
     parts: dict[str, str] = {}
-    for segment in text.split(";"):
+    for position, segment in enumerate(text.split(";"), start=1):
         if not segment.strip():
             continue
         name, separator, value = segment.partition("=")
-        if not separator or not value:
-            raise ValueError(f"connection string for {hub} has a malformed part {name.strip()!r}")
-        parts[name.strip()] = value.strip()
+        name = name.strip()
+        if not separator or not value.strip():
+            # A part without a known name may be the key itself (a lost "SharedAccessKey="):
+            # only a known part name is safe to print.
+            shown = repr(name) if name in _KNOWN_PARTS else f"number {position}"
+            raise ValueError(f"connection string for {hub} has a malformed part {shown}")
+        parts[name] = value.strip()
     missing = [part for part in _REQUIRED_PARTS if part not in parts]
     if missing:
         raise ValueError(f"connection string for {hub} lacks {', '.join(missing)}")

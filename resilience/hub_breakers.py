@@ -8,10 +8,17 @@ transient (the event or message is retried later), and the other hubs are unaffe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from iothub_client import DeviceRecord, HubUnavailable, IotHubRegistry, Twin, TwinPatch
+from iothub_client import (
+    DeviceRecord,
+    HubNames,
+    HubUnavailable,
+    IotHubRegistry,
+    Twin,
+    TwinPatch,
+)
 from resilience.breaker import Breaker, BreakerMetrics, BreakerOpen
 
 T = TypeVar("T")
@@ -22,12 +29,13 @@ def is_hub_outage(error: BaseException) -> bool:
 
 
 class BreakerGuardedIotHubRegistry:
-    """Wraps any IotHubRegistry with one Breaker per hub host name."""
+    """Wraps any IotHubRegistry with one Breaker per configured hub; other hubs: UnknownHub."""
 
     def __init__(
         self,
         inner: IotHubRegistry,
         *,
+        hubs: Iterable[str],
         fail_max: int = 5,
         reset_timeout_seconds: float = 30.0,
         metrics: BreakerMetrics | None = None,
@@ -36,10 +44,11 @@ class BreakerGuardedIotHubRegistry:
         self._fail_max = fail_max
         self._reset_timeout = reset_timeout_seconds
         self.metrics = metrics or BreakerMetrics()
+        self._hubs = HubNames(hubs)
         self._breakers: dict[str, Breaker] = {}
 
     def breaker(self, hub: str) -> Breaker:
-        key = hub.lower()
+        key = self._hubs.key(hub)
         if key not in self._breakers:
             self._breakers[key] = Breaker(
                 f"iot-hub:{key}",

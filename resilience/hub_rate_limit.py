@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from iothub_client import DeviceRecord, HubThrottled, IotHubRegistry, Twin, TwinPatch
+from iothub_client import (
+    DeviceRecord,
+    HubNames,
+    HubThrottled,
+    IotHubRegistry,
+    Twin,
+    TwinPatch,
+)
 
 
 class TokenBucket:
@@ -57,12 +64,16 @@ class TokenBucket:
 
 
 class RateLimitedIotHubRegistry:
-    """Wraps any IotHubRegistry; only twin updates spend the hub's write quota."""
+    """Wraps any IotHubRegistry; twin updates and registry writes spend their hub's quotas.
+
+    Buckets exist only for configured hubs: a call for any other hub raises UnknownHub.
+    """
 
     def __init__(
         self,
         inner: IotHubRegistry,
         *,
+        hubs: Iterable[str],
         twin_updates_per_second: float,
         registry_ops_per_minute: float = 90.0,
         max_wait_seconds: float = 30.0,
@@ -70,6 +81,7 @@ class RateLimitedIotHubRegistry:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._inner = inner
+        self._hubs = HubNames(hubs)
         self._rate = twin_updates_per_second
         self._registry_rate = registry_ops_per_minute / 60.0
         self._registry_buckets: dict[str, TokenBucket] = {}
@@ -79,7 +91,7 @@ class RateLimitedIotHubRegistry:
         self._buckets: dict[str, TokenBucket] = {}
 
     def bucket(self, hub: str) -> TokenBucket:
-        key = hub.lower()
+        key = self._hubs.key(hub)
         if key not in self._buckets:
             self._buckets[key] = TokenBucket(self._rate, clock=self._clock, sleep=self._sleep)
         return self._buckets[key]
@@ -100,14 +112,16 @@ class RateLimitedIotHubRegistry:
                 bucket.pause(pause)
 
     async def get_twin(self, hub: str, device_id: str) -> Twin:
+        self._hubs.key(hub)
         return await self._inner.get_twin(hub, device_id)
 
     async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
+        self._hubs.key(hub)
         return await self._inner.get_device(hub, device_id)
 
     def registry_bucket(self, hub: str) -> TokenBucket:
         """Identity-registry writes have their own, much smaller quota (S1: 100/min/unit)."""
-        key = hub.lower()
+        key = self._hubs.key(hub)
         if key not in self._registry_buckets:
             self._registry_buckets[key] = TokenBucket(
                 self._registry_rate, burst=5, clock=self._clock, sleep=self._sleep

@@ -156,7 +156,10 @@ async def test_a_fault_is_unavailable_at_once_because_sdk_retries_are_off(
 
 async def test_a_hub_that_keeps_failing_opens_its_circuit_and_is_left_alone(iothub_emulator):
     registry = BreakerGuardedIotHubRegistry(
-        registry_for(iothub_emulator), fail_max=3, reset_timeout_seconds=60
+        registry_for(iothub_emulator),
+        hubs=(HUB_US, HUB_EU),
+        fail_max=3,
+        reset_timeout_seconds=60,
     )
     device_id = new_device(iothub_emulator)
     with iothub_emulator.http(HUB_US) as http:

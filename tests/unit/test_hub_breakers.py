@@ -12,6 +12,7 @@ from iothub_client import (
     HubUnavailable,
     TwinPatch,
     TwinPreconditionFailed,
+    UnknownHub,
 )
 from resilience.hub_breakers import BreakerGuardedIotHubRegistry
 from tests.unit.fakes import FakeIotHubRegistry
@@ -47,7 +48,9 @@ def hubs() -> tuple[FlakyHubs, BreakerGuardedIotHubRegistry]:
     inner = FlakyHubs()
     for hub in (EAST, WEST):
         inner.add_device(hub, "d1")
-    return inner, BreakerGuardedIotHubRegistry(inner, fail_max=3, reset_timeout_seconds=60)
+    return inner, BreakerGuardedIotHubRegistry(
+        inner, hubs=(EAST, WEST), fail_max=3, reset_timeout_seconds=60
+    )
 
 
 async def test_a_failing_hub_opens_and_then_fails_fast_without_being_called():
@@ -100,3 +103,23 @@ async def test_a_success_resets_the_count_of_failures():
         with pytest.raises(HubUnavailable):
             await guarded.get_twin(EAST, "d1")
     assert guarded.breaker(EAST).state == "closed"
+
+
+async def test_a_forged_hub_is_unknown_and_grows_no_breakers():
+    inner, guarded = hubs()
+    await guarded.get_twin(EAST, "d1")
+    before = dict(guarded._breakers)
+    for n in range(10_000):
+        with pytest.raises(UnknownHub):
+            await guarded.get_twin(f"forged-{n}.azure-devices.net", "d1")
+    with pytest.raises(UnknownHub):
+        guarded.breaker("forged.azure-devices.net")
+    assert guarded._breakers == before
+    assert len(guarded._breakers) == 1
+    assert inner.calls == [EAST], "no forged hub reached the inner registry"
+
+
+def test_configured_hubs_match_case_insensitively():
+    _, guarded = hubs()
+    assert guarded.breaker(EAST.upper()) is guarded.breaker(EAST)
+    assert guarded.breaker(WEST) is not guarded.breaker(EAST)

@@ -2,11 +2,12 @@
 
 import pytest
 
-from iothub_client import HubThrottled, TwinPatch
+from iothub_client import HubThrottled, TwinPatch, UnknownHub
 from resilience.hub_rate_limit import RateLimitedIotHubRegistry, TokenBucket
 from tests.unit.fakes import FakeIotHubRegistry
 
 HUB = "hub-us-east.azure-devices.net"
+WEST = "hub-eu-west.azure-devices.net"
 
 
 class VirtualClock:
@@ -61,7 +62,7 @@ async def test_a_429_is_backpressure_then_the_write_goes_through():
     inner = ThrottlingHub(refusals=2)
     inner.add_device(HUB, "d1")
     registry = RateLimitedIotHubRegistry(
-        inner, twin_updates_per_second=50, clock=clock, sleep=clock.sleep
+        inner, hubs=[HUB], twin_updates_per_second=50, clock=clock, sleep=clock.sleep
     )
     twin = await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
     assert twin.tags == {"a": 1}
@@ -75,7 +76,12 @@ async def test_throttling_past_the_deadline_surfaces_the_429():
     inner = ThrottlingHub(refusals=100, retry_after=5.0)
     inner.add_device(HUB, "d1")
     registry = RateLimitedIotHubRegistry(
-        inner, twin_updates_per_second=50, max_wait_seconds=12, clock=clock, sleep=clock.sleep
+        inner,
+        hubs=[HUB],
+        twin_updates_per_second=50,
+        max_wait_seconds=12,
+        clock=clock,
+        sleep=clock.sleep,
     )
     with pytest.raises(HubThrottled):
         await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
@@ -87,7 +93,45 @@ async def test_hubs_have_their_own_buckets():
     clock = VirtualClock()
     inner = FakeIotHubRegistry()
     registry = RateLimitedIotHubRegistry(
-        inner, twin_updates_per_second=5, clock=clock, sleep=clock.sleep
+        inner, hubs=[HUB, WEST], twin_updates_per_second=5, clock=clock, sleep=clock.sleep
     )
     assert registry.bucket(HUB) is registry.bucket(HUB.upper())
-    assert registry.bucket(HUB) is not registry.bucket("hub-eu-west.azure-devices.net")
+    assert registry.bucket(HUB) is not registry.bucket(WEST)
+    assert registry.registry_bucket(HUB) is not registry.registry_bucket(WEST)
+
+
+async def test_a_forged_hub_is_unknown_and_grows_no_buckets():
+    clock = VirtualClock()
+    inner = FakeIotHubRegistry()
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner, hubs=[HUB], twin_updates_per_second=5, clock=clock, sleep=clock.sleep
+    )
+    await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
+    await registry.disable_device(HUB, "d1")
+    for n in range(10_000):
+        forged = f"forged-{n}.azure-devices.net"
+        with pytest.raises(UnknownHub):
+            await registry.update_twin(forged, "d1", TwinPatch(tags={"a": 1}), etag=None)
+        with pytest.raises(UnknownHub):
+            await registry.disable_device(forged, "d1")
+    for call in (registry.get_twin, registry.get_device, registry.delete_device):
+        with pytest.raises(UnknownHub):
+            await call("forged.azure-devices.net", "d1")
+    with pytest.raises(UnknownHub):
+        registry.bucket("forged.azure-devices.net")
+    with pytest.raises(UnknownHub):
+        registry.registry_bucket("forged.azure-devices.net")
+    assert list(registry._buckets) == [HUB]
+    assert list(registry._registry_buckets) == [HUB]
+    assert len(inner.writes) == 1
+    assert clock.now == 0, "a forged hub waited for no token"
+
+
+def test_an_unknown_hub_error_shows_a_bounded_name():
+    registry = RateLimitedIotHubRegistry(
+        FakeIotHubRegistry(), hubs=[HUB], twin_updates_per_second=5
+    )
+    with pytest.raises(UnknownHub) as caught:
+        registry.bucket("x" * 10_000)
+    assert len(str(caught.value)) < 200
