@@ -6,7 +6,8 @@ import argparse
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from devstack.serving import PortInUse, serve
@@ -17,6 +18,7 @@ from .change_events import DEFAULT_TOPIC
 from .faults import MAX_LATENCY_MS, FaultSettings
 from .problems import Problem
 from .publisher import check_endpoint
+from .replacement_rules import MAX_APPROVAL_DURATION, ApprovalPolicy
 from .store import DATABASE_FILE, SchemaMismatch
 
 
@@ -28,6 +30,23 @@ def _positive(raw: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{raw!r} must be a positive number")
     return value
+
+
+def _duration(unit: str, *, allow_zero: bool) -> Callable[[str], timedelta]:
+    def parse(raw: str) -> timedelta:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+        limit = MAX_APPROVAL_DURATION / timedelta(**{unit: 1})
+        if not 0 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a number from 0 to {limit:.0f}")
+        span = timedelta(**{unit: value})
+        if not allow_zero and span <= timedelta(0):
+            raise argparse.ArgumentTypeError(f"{raw!r} must be above 0 (one microsecond at least)")
+        return span
+
+    return parse
 
 
 def _endpoint(raw: str) -> str:
@@ -126,6 +145,27 @@ def _add_event_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_approval_arguments(parser: argparse.ArgumentParser) -> None:
+    approvals = parser.add_argument_group(
+        "replacement approvals", "when an approved replacement device may take an asset over"
+    )
+    approvals.add_argument(
+        "--approval-ttl-hours",
+        type=_duration("hours", allow_zero=False),
+        default=timedelta(hours=72),
+        metavar="HOURS",
+        help="an approval is refused this long after approvedAt; fractions allowed (default: 72)",
+    )
+    approvals.add_argument(
+        "--unbound-approval-window-seconds",
+        type=_duration("seconds", allow_zero=True),
+        default=timedelta(0),
+        metavar="SECONDS",
+        help="an approval naming neither serial nor thumbprint is accepted only this long "
+        "after approvedAt (default: 0, never)",
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.asset_service",
@@ -164,6 +204,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-file", type=Path, help="write {url, port, pid} here once serving")
     _add_event_arguments(parser)
     _add_fault_arguments(parser)
+    _add_approval_arguments(parser)
     args = parser.parse_args(argv)
     if args.api_keys is None:
         args.api_keys = [os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY]
@@ -196,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 error_rate=args.fault_error_rate,
             ),
             fault_seed=args.fault_seed,
+            approvals=ApprovalPolicy(
+                ttl=args.approval_ttl_hours,
+                unbound_window=args.unbound_approval_window_seconds,
+            ),
         )
         serve(app, host=args.host, port=args.port, ready_file=args.ready_file)
     except PortInUse as exc:

@@ -24,6 +24,7 @@ from .model import Asset, utc_now
 from .preconditions import Preconditions, parse_entity_tags
 from .problems import Problem
 from .publisher import EventPublisher, activate_subscriptions
+from .replacement_rules import ApprovalPolicy
 from .request_body import JSON, MERGE_PATCH_JSON, read_json
 from .seed import load_fleet
 from .service import AssetService, Clock
@@ -151,12 +152,14 @@ def create_app(
     event_delivery_timeout: float = 30.0,
     faults: FaultSettings | None = None,
     fault_seed: int | None = None,
+    approvals: ApprovalPolicy | None = None,
 ) -> Starlette:
     """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
 
     Change events go to each of event_grid_urls (none: they are only kept in the outbox).
     `faults` are injected from the start (POST /devstack/faults changes them); `fault_seed`
-    makes the injected errors reproducible.
+    makes the injected errors reproducible. `approvals` says how long replacement approvals
+    stay usable (default: 72 hours; approvals naming no hardware are refused).
     """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
@@ -172,7 +175,7 @@ def create_app(
     store = AssetStore(directory / DATABASE_FILE)
     try:
         subscriptions = activate_subscriptions(store, event_grid_urls)
-        service = AssetService(store, clock, topic=event_topic)
+        service = AssetService(store, clock, topic=event_topic, approvals=approvals)
         if seed:
             service.seed(load_fleet())
     except BaseException:

@@ -64,6 +64,7 @@ def change_events(before: Asset | None, after: Asset, *, at: str, topic: str) ->
             "oldDeviceId": terms.old_device_id,
             "reason": terms.reason,
             "approvedSerial": terms.approved_serial,
+            "approvedThumbprint": terms.approved_thumbprint,
         }
         events.append(_event(ChangeEventType.REPLACEMENT_APPROVED, after, data, at, topic))
     return events

@@ -35,11 +35,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z suffix; naive datetimes are taken to be UTC already."""
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken to be UTC already."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z suffix."""
+    return as_utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """The inverse of format_timestamp."""
+    return datetime.fromisoformat(text)
 
 
 def format_epoch(seconds: float) -> str:
@@ -54,16 +64,25 @@ def canonical_json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ReplacementTerms:
-    """What an approver decides: which device goes, why, and optionally the serial that comes."""
+    """What an approver decides: which device goes, why, and the hardware that may come.
+
+    `approved_thumbprint` is normalized (uppercase hex, no separators): SHA-256 or SHA-1.
+    """
 
     old_device_id: str
     reason: str
     approved_serial: str | None = None
+    approved_thumbprint: str | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.approved_serial is not None or self.approved_thumbprint is not None
 
     def to_json(self) -> JsonObject:
         return {
             "oldDeviceId": self.old_device_id,
             "approvedSerial": self.approved_serial,
+            "approvedThumbprint": self.approved_thumbprint,
             "reason": self.reason,
         }
 

@@ -18,6 +18,10 @@ ASSET_EXISTS = "urn:asset-api:problem:asset-exists"
 SERIAL_CONFLICT = "urn:asset-api:problem:serial-conflict"
 DEVICE_CONFLICT = "urn:asset-api:problem:device-conflict"
 ASSET_RETIRED = "urn:asset-api:problem:asset-retired"
+REPLACEMENT_NOT_APPROVED = "urn:asset-api:problem:replacement-not-approved"
+REPLACEMENT_APPROVAL_EXPIRED = "urn:asset-api:problem:replacement-approval-expired"
+REPLACEMENT_APPROVAL_UNBOUND = "urn:asset-api:problem:replacement-approval-unbound"
+REPLACEMENT_HARDWARE_MISMATCH = "urn:asset-api:problem:replacement-hardware-mismatch"
 
 
 class Problem(Exception):

@@ -17,11 +17,12 @@ from .model import (
     EventType,
     HistoryEvent,
     ProvisioningStatus,
-    ReplacementTerms,
+    as_utc,
     format_timestamp,
 )
 from .preconditions import EntityTags, Preconditions
 from .problems import Problem
+from .replacement_rules import ApprovalPolicy, approved_takeover
 from .store import AssetStore, Transaction
 from .validation import LinkRequest, ListQuery, parse_asset_body
 
@@ -57,10 +58,18 @@ class AssetService:
     Every write that bumps a version queues its change events in the same transaction.
     """
 
-    def __init__(self, store: AssetStore, clock: Clock, *, topic: str = DEFAULT_TOPIC) -> None:
+    def __init__(
+        self,
+        store: AssetStore,
+        clock: Clock,
+        *,
+        topic: str = DEFAULT_TOPIC,
+        approvals: ApprovalPolicy | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._topic = topic
+        self._approvals = approvals or ApprovalPolicy()
 
     def _now(self) -> str:
         return format_timestamp(self._clock())
@@ -190,7 +199,11 @@ class AssetService:
             )
 
     def link_device(self, asset_id: str, request: LinkRequest) -> tuple[Asset, bool]:
-        """Link (True) or find already linked (False); replaces only an approved old device."""
+        """Link (True) or find already linked (False); replaces only an approved old device.
+
+        The approval is checked and cleared in the link's write transaction: of two claims
+        racing for one approval, the second finds it gone.
+        """
         with self._store.transaction(write=True) as tx:
             current = tx.get(asset_id)
             if current is None:
@@ -205,7 +218,8 @@ class AssetService:
                     title="Asset retired",
                 )
             self._ensure_device_free(tx, asset_id, request.device_id)
-            now = self._now()
+            moment = as_utc(self._clock())
+            now = format_timestamp(moment)
             linked = current.draft.device_id
             if linked is None:
                 status = current.draft.status
@@ -227,7 +241,7 @@ class AssetService:
                     },
                 )
                 return asset, True
-            terms = self._approved_replacement(current, request, linked)
+            terms = approved_takeover(current, request, linked, moment, self._approvals)
             asset = self._relinked(current, request.device_id, now)
             asset = dataclasses.replace(
                 asset,
@@ -245,7 +259,10 @@ class AssetService:
                     "newDeviceId": request.device_id,
                     "registrationId": request.registration_id,
                     "thumbprint": request.thumbprint,
-                    "reason": request.reason or terms.reason,
+                    "sha1Thumbprint": request.sha1_thumbprint,
+                    "serialNumber": request.serial_number,
+                    "reason": terms.reason,
+                    "deviceReason": request.device_reason,
                 },
             )
             return asset, True
@@ -261,42 +278,6 @@ class AssetService:
             ),
             version=current.version + 1,
             updated_at=now,
-        )
-
-    @staticmethod
-    def _approved_replacement(
-        current: Asset, request: LinkRequest, linked: str
-    ) -> ReplacementTerms:
-        """Device payloads are not attested: only an approval recorded here allows a swap."""
-        asset_id = current.asset_id
-        terms = current.draft.replacement
-        if request.replacement_for is None:
-            reason = (
-                f"asset {asset_id} is already linked to device {linked}; replacing it needs "
-                f"replacementFor={linked} and an approved replacement"
-            )
-        elif request.replacement_for != linked:
-            reason = (
-                f"replacementFor {request.replacement_for} is not the device linked to asset "
-                f"{asset_id} (device {linked} is)"
-            )
-        elif (
-            current.draft.status is AssetStatus.PENDING_REPLACEMENT
-            and terms is not None
-            and terms.old_device_id == linked
-        ):
-            return terms
-        else:
-            reason = (
-                f"asset {asset_id} is linked to device {linked} and has no approved "
-                f"replacement for it (status {current.draft.status.value})"
-            )
-        raise Problem(
-            409,
-            reason,
-            type_=problems.DEVICE_CONFLICT,
-            title="Another device is linked",
-            extensions={"linkedDeviceId": linked},
         )
 
     def seed(self, fleet: Sequence[tuple[str, AssetDraft]]) -> int:

@@ -102,6 +102,7 @@ def _asset_params(asset: Asset) -> tuple[Any, ...]:
                 "old_device_id": d.replacement.old_device_id,
                 "reason": d.replacement.reason,
                 "approved_serial": d.replacement.approved_serial,
+                "approved_thumbprint": d.replacement.approved_thumbprint,
             }
         )
     return (

@@ -27,10 +27,20 @@ ASSET_TYPE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
 # DPS registration ids: alphanumerics plus - . _ :
 REGISTRATION_ID_PATTERN = re.compile(r"[A-Za-z0-9\-._:]{1,128}")
-THUMBPRINT_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
+# Certificate thumbprints as tools print them: hex in either case, one colon or space allowed
+# between digits. Stored and compared as uppercase hex without separators.
+SHA1_HEX_DIGITS = 40
+SHA256_HEX_DIGITS = 64
+_DIGIT_AND_SEPARATOR = "[0-9A-Fa-f][: ]?"
+SHA1_THUMBPRINT_PATTERN = re.compile(f"(?:{_DIGIT_AND_SEPARATOR}){{39}}[0-9A-Fa-f]")
+THUMBPRINT_PATTERN = re.compile(
+    f"(?:(?:{_DIGIT_AND_SEPARATOR}){{39}}|(?:{_DIGIT_AND_SEPARATOR}){{63}})[0-9A-Fa-f]"
+)
+THUMBPRINT_SEPARATORS = re.compile("[: ]")
 
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 MAX_REASON_CHARS = 1024
+MAX_DEVICE_REASON_CHARS = 256
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
@@ -49,8 +59,16 @@ ASSET_FIELDS = (
     "attributes",
     *IGNORED_FIELDS,
 )
-REPLACEMENT_FIELDS = ("oldDeviceId", "approvedSerial", "reason", "approvedAt")
-LINK_FIELDS = ("deviceId", "registrationId", "thumbprint", "replacementFor", "reason")
+REPLACEMENT_FIELDS = ("oldDeviceId", "approvedSerial", "approvedThumbprint", "reason", "approvedAt")
+LINK_FIELDS = (
+    "deviceId",
+    "registrationId",
+    "thumbprint",
+    "sha1Thumbprint",
+    "serialNumber",
+    "replacementFor",
+    "deviceReason",
+)
 LIST_PARAMETERS = ("deviceId", "serialNumber", "location", "limit", "after")
 # A merge patch may null these out only where the API has a meaning for "absent".
 REMOVABLE_BY_PATCH = ("attributes", "replacement")
@@ -96,6 +114,19 @@ def _device_id(value: Any, field: str) -> str:
     return value
 
 
+def normalize_thumbprint(value: Any, field: str, *, sha1_only: bool = False) -> str:
+    """Uppercase hex without separators: a SHA-256 or SHA-1 thumbprint (SHA-1 only if asked)."""
+    pattern = SHA1_THUMBPRINT_PATTERN if sha1_only else THUMBPRINT_PATTERN
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        kinds = "" if sha1_only else "SHA-256 (64 hex digits) or "
+        raise invalid(
+            field,
+            f"must be a {kinds}SHA-1 (40 hex digits) thumbprint, in either case; a colon or "
+            "space may separate digits",
+        )
+    return THUMBPRINT_SEPARATORS.sub("", value).upper()
+
+
 def _text(value: Any, field: str, max_chars: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
         raise invalid(field, f"must be a string of 1 to {max_chars} characters")
@@ -132,10 +163,14 @@ def _replacement(value: Any) -> ReplacementTerms:
     if "reason" not in body:
         raise invalid("replacement.reason", "is required")
     serial = body.get("approvedSerial")
+    thumbprint = body.get("approvedThumbprint")
     return ReplacementTerms(
         old_device_id=_device_id(body["oldDeviceId"], "replacement.oldDeviceId"),
         reason=_text(body["reason"], "replacement.reason", MAX_REASON_CHARS),
         approved_serial=None if serial is None else _serial(serial, "replacement.approvedSerial"),
+        approved_thumbprint=None
+        if thumbprint is None
+        else normalize_thumbprint(thumbprint, "replacement.approvedThumbprint"),
     )
 
 
@@ -208,11 +243,42 @@ def reject_read_only(body: Any) -> JsonObject:
 
 @dataclass(frozen=True)
 class LinkRequest:
+    """A link as the device's onboarding flow reports it; thumbprints are normalized."""
+
     device_id: str
     registration_id: str
     thumbprint: str | None = None
+    sha1_thumbprint: str | None = None
+    serial_number: str | None = None
     replacement_for: str | None = None
-    reason: str | None = None
+    device_reason: str | None = None
+
+
+def _device_reason(value: Any) -> str:
+    """The device's own account is untrusted: short, and nothing that could spoof a log line."""
+    field = "deviceReason"
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DEVICE_REASON_CHARS:
+        raise invalid(field, f"must be a string of 1 to {MAX_DEVICE_REASON_CHARS} characters")
+    if not value.isprintable():
+        raise invalid(
+            field, "must contain only printable characters (no control or format characters)"
+        )
+    return value
+
+
+def _link_thumbprints(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    raw, raw_sha1 = body.get("thumbprint"), body.get("sha1Thumbprint")
+    thumbprint = None if raw is None else normalize_thumbprint(raw, "thumbprint")
+    sha1 = (
+        None
+        if raw_sha1 is None
+        else normalize_thumbprint(raw_sha1, "sha1Thumbprint", sha1_only=True)
+    )
+    # One certificate has one SHA-1: two different ones would let a claim match either.
+    thumbprint_is_sha1 = thumbprint is not None and len(thumbprint) == SHA1_HEX_DIGITS
+    if sha1 is not None and thumbprint_is_sha1 and sha1 != thumbprint:
+        raise invalid("sha1Thumbprint", "must equal thumbprint when thumbprint is a SHA-1")
+    return thumbprint, sha1
 
 
 def parse_link_request(body: Any) -> LinkRequest:
@@ -226,21 +292,20 @@ def parse_link_request(body: Any) -> LinkRequest:
         registration_id
     ):
         raise invalid("registrationId", "must be 1 to 128 ASCII letters, digits or - . _ :")
-    thumbprint = body.get("thumbprint")
-    if thumbprint is not None and (
-        not isinstance(thumbprint, str) or not THUMBPRINT_PATTERN.fullmatch(thumbprint)
-    ):
-        raise invalid("thumbprint", "must be null or 1 to 128 visible ASCII characters")
+    thumbprint, sha1_thumbprint = _link_thumbprints(body)
+    serial = body.get("serialNumber")
     replacement_for = body.get("replacementFor")
-    reason = body.get("reason")
+    device_reason = body.get("deviceReason")
     return LinkRequest(
         device_id=_device_id(body["deviceId"], "deviceId"),
         registration_id=registration_id,
         thumbprint=thumbprint,
+        sha1_thumbprint=sha1_thumbprint,
+        serial_number=None if serial is None else _serial(serial, "serialNumber"),
         replacement_for=None
         if replacement_for is None
         else _device_id(replacement_for, "replacementFor"),
-        reason=None if reason is None else _text(reason, "reason", MAX_REASON_CHARS),
+        device_reason=None if device_reason is None else _device_reason(device_reason),
     )
 
 

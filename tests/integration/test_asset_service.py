@@ -442,7 +442,8 @@ async def test_link_of_another_device_is_409_naming_the_linked_one(
     assert (await link(client, asset["assetId"], first)).status_code == 201
     assert_problem(await link(client, asset["assetId"], second), 409, first)
     unapproved = await link(client, asset["assetId"], second, replacementFor=first)
-    assert_problem(unapproved, 409, first, "no approved replacement")
+    problem = assert_problem(unapproved, 409, first, "no approved replacement")
+    assert problem["type"] == "urn:asset-api:problem:replacement-not-approved"
     assert await history_types(client, asset["assetId"]) == ["created", "deviceLinked"]
 
 
@@ -463,14 +464,18 @@ async def test_retired_asset_refuses_links(client: httpx.AsyncClient) -> None:
 async def test_approved_replacement_swaps_the_device(client: httpx.AsyncClient) -> None:
     asset = await create_asset(client)
     asset_id = asset["assetId"]
-    old, new = unique("old"), unique("new")
+    old, new, new_serial = unique("old"), unique("new"), unique("SN-NEW")
     assert (await link(client, asset_id, old)).status_code == 201
 
     approval = await client.patch(
         f"/assets/{asset_id}",
         json={
             "status": "pendingReplacement",
-            "replacement": {"oldDeviceId": old, "reason": "water damage", "approvedSerial": None},
+            "replacement": {
+                "oldDeviceId": old,
+                "reason": "water damage",
+                "approvedSerial": new_serial,
+            },
         },
         headers={**MERGE_PATCH, "if-match": '"2"'},
     )
@@ -479,12 +484,18 @@ async def test_approved_replacement_swaps_the_device(client: httpx.AsyncClient) 
     assert pending["version"] == 3
     assert pending["replacement"]["oldDeviceId"] == old
     assert pending["replacement"]["reason"] == "water damage"
+    assert pending["replacement"]["approvedSerial"] == new_serial
+    assert pending["replacement"]["approvedThumbprint"] is None
     assert pending["replacement"]["approvedAt"].endswith("Z")
 
-    wrong_old = await link(client, asset_id, new, replacementFor=unique("someone"))
+    wrong_old = await link(
+        client, asset_id, new, replacementFor=unique("someone"), serialNumber=new_serial
+    )
     assert_problem(wrong_old, 409, old)
 
-    swapped = assert_asset(await link(client, asset_id, new, replacementFor=old), 201)
+    swapped = assert_asset(
+        await link(client, asset_id, new, replacementFor=old, serialNumber=new_serial), 201
+    )
     assert swapped["deviceId"] == new
     assert swapped["status"] == "active"
     assert swapped["replacement"] is None
@@ -505,26 +516,11 @@ async def test_approved_replacement_swaps_the_device(client: httpx.AsyncClient) 
     assert replaced["newDeviceId"] == new
     assert replaced["reason"] == "water damage"
     assert replaced["registrationId"] == new
+    assert replaced["serialNumber"] == new_serial
 
     # The old device can no longer claim the asset, and the new one re-registers idempotently.
     assert_problem(await link(client, asset_id, old), 409, new)
     assert assert_asset(await link(client, asset_id, new), 200)["version"] == 4
-
-
-async def test_replacement_reason_from_the_device_wins(client: httpx.AsyncClient) -> None:
-    asset = await create_asset(client)
-    old, new = unique("old"), unique("new")
-    await link(client, asset["assetId"], old)
-    await client.patch(
-        f"/assets/{asset['assetId']}",
-        json={"status": "pendingReplacement", "replacement": {"oldDeviceId": old, "reason": "a"}},
-        headers={**MERGE_PATCH, "if-match": '"2"'},
-    )
-    swapped = await link(client, asset["assetId"], new, replacementFor=old, reason="field swap")
-    assert swapped.status_code == 201, swapped.text
-    history = (await client.get(f"/assets/{asset['assetId']}/history")).json()["items"]
-    assert history[-1]["type"] == "deviceReplaced"
-    assert history[-1]["reason"] == "field swap"
 
 
 @pytest.mark.parametrize(
@@ -534,6 +530,8 @@ async def test_replacement_reason_from_the_device_wins(client: httpx.AsyncClient
         ({"deviceId": "d"}, "registrationId"),
         ({"deviceId": "d/x", "registrationId": "r"}, "deviceId"),
         ({"deviceId": "d", "registrationId": "r", "thumbprint": 5}, "thumbprint"),
+        ({"deviceId": "d", "registrationId": "r", "reason": "why"}, "reason"),
+        ({"deviceId": "d", "registrationId": "r", "deviceReason": "x" * 257}, "deviceReason"),
         ({"deviceId": "d", "registrationId": "r", "extra": 1}, "extra"),
     ],
 )
