@@ -52,6 +52,8 @@ class StackOptions:
     script_root: Path = REPO_ROOT
     dps_retry_scale: float = 1.0
     event_retry_scale: float = 1.0
+    approval_ttl_hours: float = 72.0
+    unbound_approval_window_seconds: float = 0.0
     host_env: dict[str, str] = field(default_factory=dict)
     """Extra app settings for the function host (tests use host.json overrides here)."""
 
@@ -166,7 +168,12 @@ class LocalStack:
             ["--port", str(self.options.asset_port), "--data-dir", str(self.data_dir / "assets")]
             + ["--api-key", self.asset_key]
             + ["--event-grid-url", f"{function_url}{ASSET_EVENTS_PATH}"]
-            + ["--event-retry-scale", str(self.options.event_retry_scale)],
+            + ["--event-retry-scale", str(self.options.event_retry_scale)]
+            + ["--approval-ttl-hours", repr(self.options.approval_ttl_hours)]
+            + [
+                "--unbound-approval-window-seconds",
+                repr(self.options.unbound_approval_window_seconds),
+            ],
         )
         hub_args = [
             arg for name, port in self.options.hubs.items() for arg in ("--hub", f"{name}={port}")
