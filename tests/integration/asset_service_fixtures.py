@@ -25,8 +25,18 @@ def start_asset_service(
     *,
     name: str = "asset-service",
     extra_args: Sequence[str] = (),
+    approval_ttl_hours: float | None = None,
+    unbound_approval_window_seconds: float | None = None,
 ) -> Child:
-    """Start on 127.0.0.1 port 0 with WRITE_KEY and READ_ONLY_KEY; return once it serves."""
+    """Start on 127.0.0.1 port 0 with WRITE_KEY and READ_ONLY_KEY; return once it serves.
+
+    The approval options are the service's own defaults unless given.
+    """
+    options: list[str] = []
+    if approval_ttl_hours is not None:
+        options += ["--approval-ttl-hours", repr(approval_ttl_hours)]
+    if unbound_approval_window_seconds is not None:
+        options += ["--unbound-approval-window-seconds", repr(unbound_approval_window_seconds)]
     child = start_child(
         name,
         ASSET_SERVICE_MODULE,
@@ -41,6 +51,7 @@ def start_asset_service(
             WRITE_KEY,
             "--read-only-key",
             READ_ONLY_KEY,
+            *options,
             *extra_args,
         ],
         run_dir=run_dir,
