@@ -84,5 +84,11 @@ class BreakerGuardedIotHubRegistry:
     async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
         return await self._guarded(hub, lambda: self._inner.disable_device(hub, device_id))
 
+    async def enable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        return await self._guarded(hub, lambda: self._inner.enable_device(hub, device_id))
+
     async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
         await self._guarded(hub, lambda: self._inner.delete_device(hub, device_id, etag=etag))
+
+    async def query_twins(self, hub: str, query: str, *, limit: int = 1000) -> list[Twin]:
+        return await self._guarded(hub, lambda: self._inner.query_twins(hub, query, limit=limit))

@@ -1,9 +1,10 @@
-"""Stay under each hub's twin-update throttle, and treat a 429 as backpressure.
+"""Stay under each hub's throttles, and treat a 429 as backpressure.
 
 IoT Hub S1 allows 50 twin updates/s per hub (S3: 250/s/unit); every writer of a hub shares
 that quota, DPS included. A token bucket per hub keeps our writes under the configured rate;
 a 429 pauses that hub's bucket for everyone for its Retry-After, then the write is retried
-until a deadline.
+until a deadline. Identity-registry writes and queries have their own, much smaller quotas
+(S1: 100 registry operations and 20 queries a minute per unit), each with its own bucket.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from iothub_client import (
     DeviceRecord,
@@ -20,6 +22,8 @@ from iothub_client import (
     Twin,
     TwinPatch,
 )
+
+T = TypeVar("T")
 
 
 class TokenBucket:
@@ -76,6 +80,7 @@ class RateLimitedIotHubRegistry:
         hubs: Iterable[str],
         twin_updates_per_second: float,
         registry_ops_per_minute: float = 90.0,
+        queries_per_minute: float = 15.0,
         max_wait_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -85,6 +90,8 @@ class RateLimitedIotHubRegistry:
         self._rate = twin_updates_per_second
         self._registry_rate = registry_ops_per_minute / 60.0
         self._registry_buckets: dict[str, TokenBucket] = {}
+        self._query_rate = queries_per_minute / 60.0
+        self._query_buckets: dict[str, TokenBucket] = {}
         self._max_wait = max_wait_seconds
         self._clock = clock
         self._sleep = sleep
@@ -99,12 +106,19 @@ class RateLimitedIotHubRegistry:
     async def update_twin(
         self, hub: str, device_id: str, patch: TwinPatch, *, etag: str | None
     ) -> Twin:
+        return await self._with_backpressure(
+            self.bucket(hub), lambda: self._inner.update_twin(hub, device_id, patch, etag=etag)
+        )
+
+    async def _with_backpressure(
+        self, bucket: TokenBucket, operation: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Take a token per attempt; a 429 pauses the bucket, then retry until the deadline."""
         deadline = self._clock() + self._max_wait
-        bucket = self.bucket(hub)
         while True:
             await bucket.acquire()
             try:
-                return await self._inner.update_twin(hub, device_id, patch, etag=etag)
+                return await operation()
             except HubThrottled as throttled:
                 pause = throttled.retry_after if throttled.retry_after is not None else 1.0
                 if self._clock() + pause > deadline:
@@ -132,6 +146,27 @@ class RateLimitedIotHubRegistry:
         await self.registry_bucket(hub).acquire()
         return await self._inner.disable_device(hub, device_id)
 
+    async def enable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        await self.registry_bucket(hub).acquire()
+        return await self._inner.enable_device(hub, device_id)
+
     async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
         await self.registry_bucket(hub).acquire()
         await self._inner.delete_device(hub, device_id, etag=etag)
+
+    def query_bucket(self, hub: str) -> TokenBucket:
+        """Queries have their own quota, shared with every other client of the hub.
+
+        One token per call: a call reads up to 1000 twins, which IoT Hub serves as one page.
+        """
+        key = self._hubs.key(hub)
+        if key not in self._query_buckets:
+            self._query_buckets[key] = TokenBucket(
+                self._query_rate, burst=3, clock=self._clock, sleep=self._sleep
+            )
+        return self._query_buckets[key]
+
+    async def query_twins(self, hub: str, query: str, *, limit: int = 1000) -> list[Twin]:
+        return await self._with_backpressure(
+            self.query_bucket(hub), lambda: self._inner.query_twins(hub, query, limit=limit)
+        )

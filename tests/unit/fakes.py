@@ -15,7 +15,15 @@ from asset_client import (
     AssetVersionConflict,
     DeviceLink,
 )
-from iothub_client import DeviceNotFound, DeviceRecord, Twin, TwinPatch, TwinPreconditionFailed
+from devstack.iothub_emulator.query import QuerySyntaxError, parse_query
+from iothub_client import (
+    DeviceNotFound,
+    DeviceRecord,
+    HubRequestRejected,
+    Twin,
+    TwinPatch,
+    TwinPreconditionFailed,
+)
 
 
 class FakeAssetRepository:
@@ -137,7 +145,7 @@ class FakeIotHubRegistry:
             device_id=device_id,
             etag=f"etag-{state['version']}",
             version=state["version"],
-            status="enabled",
+            status="disabled" if (hub, device_id) in self.disabled else "enabled",
             tags=copy.deepcopy(state["tags"]),
             desired=copy.deepcopy(state["desired"]),
             reported=copy.deepcopy(state["reported"]),
@@ -169,9 +177,36 @@ class FakeIotHubRegistry:
         self.disabled.add((hub, device_id))
         return await self.get_device(hub, device_id)
 
+    async def enable_device(self, hub: str, device_id: str) -> DeviceRecord:
+        self._state(hub, device_id)
+        self.disabled.discard((hub, device_id))
+        return await self.get_device(hub, device_id)
+
     async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
         self._state(hub, device_id)
         del self.twins[(hub, device_id)]
+
+    async def query_twins(self, hub: str, query: str, *, limit: int = 1000) -> list[Twin]:
+        """Filtered by the IoT Hub emulator's own parser, so fake and emulator agree."""
+        await asyncio.sleep(0)
+        try:
+            parsed = parse_query(query)
+        except QuerySyntaxError:
+            raise HubRequestRejected(f"{hub}: query twins answered 400 (BadRequest)", 400) from None
+        twins = [self._twin(h, device_id) for h, device_id in sorted(self.twins) if h == hub]
+        return [twin for twin in twins if parsed.matches(_twin_document(twin))][:limit]
+
+
+def _twin_document(twin: Twin) -> dict[str, Any]:
+    """The fields of a twin as IoT Hub's query language sees them."""
+    return {
+        "deviceId": twin.device_id,
+        "etag": twin.etag,
+        "version": twin.version,
+        "status": twin.status,
+        "tags": twin.tags,
+        "properties": {"desired": twin.desired, "reported": twin.reported},
+    }
 
 
 def make_asset(

@@ -123,3 +123,45 @@ def test_configured_hubs_match_case_insensitively():
     _, guarded = hubs()
     assert guarded.breaker(EAST.upper()) is guarded.breaker(EAST)
     assert guarded.breaker(WEST) is not guarded.breaker(EAST)
+
+
+class FlakyQueries(FlakyHubs):
+    async def query_twins(self, hub: str, query: str, *, limit: int = 1000) -> Any:
+        self._maybe_fail(hub)
+        return await super().query_twins(hub, query, limit=limit)
+
+    async def enable_device(self, hub: str, device_id: str) -> Any:
+        self._maybe_fail(hub)
+        return await super().enable_device(hub, device_id)
+
+
+async def test_queries_and_enables_are_guarded_like_every_call():
+    inner = FlakyQueries()
+    inner.add_device(EAST, "d1")
+    guarded = BreakerGuardedIotHubRegistry(
+        inner, hubs=(EAST,), fail_max=2, reset_timeout_seconds=60
+    )
+    inner.failing[EAST] = [HubUnavailable("503")] * 2
+    for _ in range(2):
+        with pytest.raises(HubUnavailable, match="503"):
+            await guarded.query_twins(EAST, "SELECT * FROM devices")
+    with pytest.raises(HubUnavailable, match="circuit open"):
+        await guarded.enable_device(EAST, "d1")
+    with pytest.raises(HubUnavailable, match="circuit open"):
+        await guarded.query_twins(EAST, "SELECT * FROM devices")
+    assert inner.calls == [EAST] * 2
+
+
+async def test_a_guarded_query_and_enable_pass_through_a_working_hub():
+    inner = FlakyQueries()
+    inner.add_device(EAST, "d1", tags={"state": "pending"})
+    inner.add_device(EAST, "d2")
+    guarded = BreakerGuardedIotHubRegistry(inner, hubs=(EAST,))
+    await inner.disable_device(EAST, "d1")
+    assert (await guarded.enable_device(EAST, "d1")).status == "enabled"
+    found = await guarded.query_twins(
+        EAST, "SELECT * FROM devices WHERE tags.state = 'pending'", limit=5
+    )
+    assert [twin.device_id for twin in found] == ["d1"]
+    with pytest.raises(UnknownHub):
+        await guarded.query_twins("forged.azure-devices.net", "SELECT * FROM devices")

@@ -135,3 +135,73 @@ def test_an_unknown_hub_error_shows_a_bounded_name():
     with pytest.raises(UnknownHub) as caught:
         registry.bucket("x" * 10_000)
     assert len(str(caught.value)) < 200
+
+
+class ThrottledQueries(FakeIotHubRegistry):
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.attempts = 0
+
+    async def query_twins(self, hub, query, *, limit=1000):
+        self.attempts += 1
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise HubThrottled("429", retry_after=3.0)
+        return await super().query_twins(hub, query, limit=limit)
+
+
+async def test_enabling_spends_the_registry_quota_like_disabling():
+    clock = VirtualClock()
+    inner = FakeIotHubRegistry()
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner,
+        hubs=[HUB],
+        twin_updates_per_second=50,
+        registry_ops_per_minute=60,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for _ in range(3):
+        await registry.disable_device(HUB, "d1")
+        await registry.enable_device(HUB, "d1")
+    # A burst of 5, then one a second: the sixth registry write waited a second.
+    assert clock.now == pytest.approx(1.0)
+    assert (await inner.get_device(HUB, "d1")).status == "enabled"
+    assert list(registry._buckets) == [], "no twin-update token was spent"
+
+
+async def test_queries_have_their_own_small_budget_apart_from_writes():
+    clock = VirtualClock()
+    inner = FakeIotHubRegistry()
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner,
+        hubs=[HUB],
+        twin_updates_per_second=50,
+        queries_per_minute=6,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for _ in range(5):
+        await registry.query_twins(HUB, "SELECT * FROM devices")
+    # A burst of 3, then one every 10 s.
+    assert clock.now == pytest.approx(20.0)
+    started = clock.now
+    await registry.update_twin(HUB, "d1", TwinPatch(tags={"a": 1}), etag=None)
+    await registry.disable_device(HUB, "d1")
+    assert clock.now == started, "writes do not wait behind queries"
+
+
+async def test_a_throttled_query_is_retried_after_the_pause():
+    clock = VirtualClock()
+    inner = ThrottledQueries(refusals=2)
+    inner.add_device(HUB, "d1")
+    registry = RateLimitedIotHubRegistry(
+        inner, hubs=[HUB], twin_updates_per_second=50, clock=clock, sleep=clock.sleep
+    )
+    found = await registry.query_twins(HUB, "SELECT * FROM devices", limit=10)
+    assert [twin.device_id for twin in found] == ["d1"]
+    assert inner.attempts == 3
+    assert clock.now >= 6.0
