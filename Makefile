@@ -3,20 +3,45 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Runtime dependencies pinned with hashes (make lock regenerates it from requirements.txt).
+LOCK := requirements.lock
+LOCK_CONSTRAINTS := $(VENV)/lock-constraints.txt
+# The lock tool lives in a venv of its own under .venv, never in the project's environment.
+LOCK_TOOLS := $(VENV)/lock-tools
+UV_VERSION := 0.13.10
 APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
 
-.PHONY: install run test lint typecheck pytest bench chaos format clean
+.PHONY: install lock run test lint typecheck pytest bench chaos format clean
 
 install: $(STAMP)
 
 # Re-installs only when the dependency declarations change, so `make install` is idempotent and cheap.
-$(STAMP): pyproject.toml requirements.txt $(wildcard package.json package-lock.json)
+# The runtime dependencies come from the lock, every file checked against its hash; the project and
+# its dev extras follow, constrained to the locked versions (the hashes stripped: pip's hash mode
+# cannot take an editable install), so pip cannot move a runtime package past the lock.
+$(STAMP): pyproject.toml requirements.txt $(LOCK) $(wildcard package.json package-lock.json)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ \\;]*\).*/\1/p' $(LOCK) > $(LOCK_CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(LOCK_CONSTRAINTS)
 	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	@touch $(STAMP)
+
+# Regenerates requirements.lock from requirements.txt: resolved against PyPI alone (never the
+# machine's extra indexes) for Python 3.11 on Linux x86_64, as Azure runs it, with every file's hash.
+# Needs network access to PyPI. Run it after editing requirements.txt, then commit both files. It
+# keeps the pins that still satisfy requirements.txt; `make lock LOCK_FLAGS=--upgrade` takes the
+# newest releases the ranges admit (LOCK_FLAGS='--upgrade-package aiohttp' for one package).
+LOCK_FLAGS ?=
+lock:
+	test -x $(LOCK_TOOLS)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	env -u UV_INDEX -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS \
+		$(LOCK_TOOLS)/bin/uv pip compile requirements.txt --generate-hashes --no-config $(LOCK_FLAGS) \
+		--index-url https://pypi.org/simple --no-emit-index-url \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--custom-compile-command 'make lock' --quiet --output-file $(LOCK)
 
 run: install
 	$(BIN)/python -m devstack up
