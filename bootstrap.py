@@ -10,7 +10,7 @@ from allocation.service import AllocationService
 from asset_client import AssetRepository
 from audit import AuditTrail, AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
-from reconciliation import Reconciler
+from reconciliation import PendingSweep, Reconciler
 from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
 from sync import AssetToTwinSync, TwinToAssetSync
@@ -27,6 +27,7 @@ class Services:
     asset_sync: AssetToTwinSync
     device_sync: TwinToAssetSync
     reconciler: Reconciler
+    pending_sweep: PendingSweep
     audit_trail: AuditTrail
     audit_writer: AuditWriter
     closers: tuple[Any, ...] = ()
@@ -147,12 +148,14 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     except ValueError as exc:
         raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {exc}") from None
     audit_writer = AuditWriter(audit_store, audit_queue)
+    from resilience.outbox import Outbox
+
+    outbox = Outbox(reconciliation=queue, dead_letters=dead_letter_queue, audit=audit_trail)
     allocation = AllocationService(
         assets=assets,
         policy=policy,
         asset_api_public_url=settings.public_asset_url,
-        deregistrations=reconciliation,
-        audit=audit_trail,
+        outbox=outbox,
     )
     asset_sync = AssetToTwinSync(
         assets=assets,
@@ -186,6 +189,12 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         asset_sync=asset_sync,
         device_sync=device_sync,
         reconciler=reconciler,
+        pending_sweep=PendingSweep(
+            hubs=iot_hubs,
+            hub_names=[connection.hub for connection in connections.values()],
+            policy=policy,
+            outbox=outbox,
+        ),
         audit_trail=audit_trail,
         audit_writer=audit_writer,
         # The trail first: it flushes its backlog to the audit queue before that closes.

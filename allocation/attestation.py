@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
@@ -26,6 +27,7 @@ from allocation.errors import (
     AttestationError,
     CertificateExpired,
     CertificateNotYetValid,
+    CertificateSummaryMismatch,
     CertificateUnreadable,
     CommonNameMismatch,
     ThumbprintMismatch,
@@ -48,6 +50,10 @@ _INFO_FIELDS: dict[str, tuple[str, ...]] = {
     "certificate_serial": ("serialNumber",),
 }
 _PRINTABLE_SERIAL = re.compile(r"[\x20-\x7E]{1,128}")
+_MAX_CHAIN = 8
+_UNREADABLE: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion, UnsupportedAlgorithm)
+"""What cryptography raises for a certificate, or one of its fields, that does not parse."""
+_UNREADABLE_TEXT: tuple[type[Exception], ...] = (*_UNREADABLE, binascii.Error, UnicodeEncodeError)
 _NAME_OVERRIDES = {NameOID.SERIAL_NUMBER: "SERIALNUMBER"}
 
 
@@ -74,11 +80,14 @@ def read_identity(
 ) -> DeviceIdentity:
     """Build the identity; raise an AttestationError naming the field when it does not hold."""
     certificate = info = None
+    chain: tuple[x509.Certificate, ...] = ()
     if context.x509 is not None:
-        certificate = _certificate_facts(context.x509)
+        found = _certificate_facts(context.x509)
+        if found is not None:
+            certificate, chain = found
         info = _info_facts(context.x509)
     if certificate and info:
-        _check_thumbprints(certificate, info)
+        _check_agreement(certificate, info)
     sources = [facts for facts in (certificate, info) if facts is not None]
 
     def pick(name: str) -> tuple[Sourced[Any], str] | None:
@@ -99,7 +108,8 @@ def read_identity(
     if common_name.value.casefold() != registration_id.casefold():
         raise CommonNameMismatch(
             cn_path,
-            f"subject CN {common_name.value!r} does not match registrationId {registration_id!r}",
+            "subject CN does not match registrationId",
+            evidence=f"CN {common_name.value!r}, registrationId {registration_id!r}",
         )
     _check_validity(pick("not_before"), pick("not_after"), now=now, clock_skew=clock_skew)
 
@@ -123,46 +133,74 @@ def read_identity(
         sha256_thumbprint=value("sha256"),
         not_before=value("not_before"),
         not_after=value("not_after"),
+        certificate_chain=chain,
     )
 
 
-def _certificate_facts(x509_section: Mapping[str, Any]) -> _Facts | None:
+def _certificate_facts(
+    x509_section: Mapping[str, Any],
+) -> tuple[_Facts, tuple[x509.Certificate, ...]] | None:
+    """The leaf's facts, and the chain as sent (leaf first) for the trust check."""
     key, text = _first_present(x509_section, _CERTIFICATE_KEYS)
     if key is None or text is None:
         return None
     path = f"{_X509}.{key}"
     if not isinstance(text, str) or not text.strip():
         raise CertificateUnreadable(path, "must be a base64 DER or PEM certificate string")
-    certificate = load_certificate(text, path)
+    chain = load_certificates(text, path)
+    certificate = chain[0]
     facts = _Facts(IdentitySource.CERTIFICATE)
     try:
-        # cryptography parses names lazily: a malformed subject surfaces only here.
+        # cryptography parses lazily: a malformed field surfaces only when it is read, and each
+        # kind of malformation raises its own exception type.
         subject, issuer = certificate.subject, certificate.issuer
         issuer_text = issuer.rfc4514_string(_NAME_OVERRIDES)
-    except ValueError as exc:
-        raise CertificateUnreadable(path, "has a subject or issuer that does not parse") from exc
-    _put_subject(facts, subject, path)
+        serial = format(certificate.serial_number, "X")
+        sha1 = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - an identifier
+        sha256 = certificate.fingerprint(hashes.SHA256()).hex().upper()
+        not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+        _put_subject(facts, subject, path)
+    except AttestationError:
+        raise
+    except _UNREADABLE as exc:
+        raise CertificateUnreadable(
+            path, "has a field that does not parse", evidence=type(exc).__name__
+        ) from exc
     facts.put("issuer", issuer_text, path)
-    facts.put("certificate_serial", format(certificate.serial_number, "X"), path)
-    facts.put("sha1", certificate.fingerprint(hashes.SHA1()).hex().upper(), path)  # noqa: S303 - an identifier
-    facts.put("sha256", certificate.fingerprint(hashes.SHA256()).hex().upper(), path)
-    facts.put("not_before", certificate.not_valid_before_utc, path)
-    facts.put("not_after", certificate.not_valid_after_utc, path)
-    return facts
+    facts.put("certificate_serial", serial, path)
+    facts.put("sha1", sha1, path)
+    facts.put("sha256", sha256, path)
+    facts.put("not_before", not_before, path)
+    facts.put("not_after", not_after, path)
+    return facts, tuple(chain)
 
 
 def load_certificate(text: str, field: str) -> x509.Certificate:
     """Accept PEM (first certificate of a chain is the leaf) or base64 DER, standard or URL-safe."""
+    return load_certificates(text, field)[0]
+
+
+def load_certificates(text: str, field: str) -> list[x509.Certificate]:
+    """The certificates of a PEM chain (leaf first), or the one of a base64 DER string."""
     try:
         if "-----BEGIN" in text:
-            return x509.load_pem_x509_certificates(text.encode())[0]
+            return _pem_chain(text.encode())
         compact = "".join(text.split()).replace("-", "+").replace("_", "/")
         der = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
         if der.startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificates(der)[0]
-        return x509.load_der_x509_certificate(der)
-    except (ValueError, binascii.Error, UnicodeEncodeError) as exc:
-        raise CertificateUnreadable(field, "is not a base64 DER or PEM X.509 certificate") from exc
+            return _pem_chain(der)
+        return [x509.load_der_x509_certificate(der)]
+    except _UNREADABLE_TEXT as exc:
+        raise CertificateUnreadable(
+            field, "is not a base64 DER or PEM X.509 certificate", evidence=type(exc).__name__
+        ) from exc
+
+
+def _pem_chain(data: bytes) -> list[x509.Certificate]:
+    chain = x509.load_pem_x509_certificates(data)
+    if len(chain) > _MAX_CHAIN:
+        raise ValueError(f"more than {_MAX_CHAIN} certificates")
+    return chain
 
 
 def _info_facts(x509_section: Mapping[str, Any]) -> _Facts | None:
@@ -237,7 +275,7 @@ def _parse_dn(path: str, text: str) -> x509.Name:
     try:
         return parse_distinguished_name(text)
     except DistinguishedNameError as exc:
-        raise AttestationError(path, f"is not a distinguished name: {exc}") from exc
+        raise AttestationError(path, "is not a distinguished name", evidence=str(exc)) from exc
 
 
 def _hex(path: str, value: str, *, strip_leading_zeros: bool) -> str:
@@ -256,13 +294,31 @@ def _timestamp(path: str, value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _check_thumbprints(certificate: _Facts, info: _Facts) -> None:
-    for name in ("sha1", "sha256"):
+_AGREEING_FIELDS: tuple[tuple[str, str], ...] = (
+    ("sha1", "thumbprint"),
+    ("sha256", "thumbprint"),
+    ("certificate_serial", "serial number"),
+    ("common_name", "subject"),
+    ("subject_serial_number", "subject"),
+    ("organization", "subject"),
+    ("organizational_units", "subject"),
+)
+
+
+def _check_agreement(certificate: _Facts, info: _Facts) -> None:
+    """DPS's summary of the certificate must describe the certificate sent with it."""
+    for name, what in _AGREEING_FIELDS:
         given = info.values.get(name)
-        if given is not None and given != certificate.values[name]:
-            raise ThumbprintMismatch(
-                info.paths[name], "does not match the thumbprint of the client certificate"
-            )
+        if given is None:
+            continue
+        actual = certificate.values.get(name)
+        same = (
+            given == actual if name != "organizational_units" else set(given) == set(actual or ())
+        )
+        if same:
+            continue
+        error = ThumbprintMismatch if what == "thumbprint" else CertificateSummaryMismatch
+        raise error(info.paths[name], f"does not match the {what} of the client certificate")
 
 
 def _check_validity(

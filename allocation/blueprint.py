@@ -11,18 +11,8 @@ blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azur
 
 
 @blueprint.route(route="allocate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-@blueprint.queue_output(
-    arg_name="reconciliation", queue_name="%RECONCILIATION_QUEUE%", connection="AzureWebJobsStorage"
-)
-@blueprint.queue_output(
-    arg_name="dead_letters", queue_name="%DEAD_LETTER_QUEUE%", connection="AzureWebJobsStorage"
-)
-async def allocate(
-    req: func.HttpRequest,
-    context: func.Context,
-    reconciliation: func.Out[str],
-    dead_letters: func.Out[str],
-) -> func.HttpResponse:
+async def allocate(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    # The service has recorded what the answer needs (queues, trail) before it returns.
     services = bootstrap.services()
     answer = await answer_allocation(
         req.get_body(),
@@ -30,11 +20,6 @@ async def allocate(
         service=services.allocation,
         budget_seconds=services.policy.outage.budget_seconds,
     )
-    # The host sends these after the function returns, and fails the call if it cannot.
-    if answer.reconciliation is not None:
-        reconciliation.set(answer.reconciliation)
-    if answer.dead_letter is not None:
-        dead_letters.set(answer.dead_letter)
     return func.HttpResponse(
         answer.body, status_code=answer.status, mimetype=answer.content_type, headers=answer.headers
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from allocation.contract import AllocationRequest, AllocationResponse
@@ -19,6 +20,7 @@ from device_twin import (
     ProvisioningState,
     TwinProperties,
     asset_owned_fields,
+    format_twin_timestamp,
 )
 from roles import RoleAssignment, assign_role
 
@@ -77,7 +79,9 @@ def decide_allocation(
         if replacement is None:
             check_assignable(asset, device_id)
         elif asset.status is AssetStatus.RETIRED:
-            raise AssetNotAssignable(f"asset {asset.asset_id!r} is retired")
+            raise AssetNotAssignable(
+                f"asset {asset.asset_id!r} is retired", public="the asset of this device is retired"
+            )
         role = assign_role(asset.asset_type, policy.role_rules, policy.default_role)
         hub = select_hub(
             location=asset.location,
@@ -99,11 +103,13 @@ def decide_fallback(
     identity: DeviceIdentity,
     policy: Policy,
     known_location: str | None,
+    pending_since: datetime,
 ) -> AllocationDecision:
     """The asset system is down: least privilege now, the real role after reconciliation.
 
     The hub follows the policy when the location is known (from an earlier lookup), else the
-    stable spread; a re-registering device stays on its linked current hub.
+    stable spread. `pending_since` is stamped on the twin, so that a device still pending after
+    the policy's deadline can be found and disabled.
     """
     context = request.device_runtime_context
     role = assign_role(None, policy.role_rules, policy.default_role)
@@ -128,7 +134,7 @@ def decide_fallback(
             "asset system unavailable",
         )
     state = ProvisioningState.PENDING_RECONCILIATION
-    response = _response(None, known_location, role, hub, state, policy, "")
+    response = _response(None, known_location, role, hub, state, policy, "", pending_since)
     return AllocationDecision(identity, None, role, hub, state, None, response)
 
 
@@ -140,6 +146,7 @@ def _response(
     state: ProvisioningState,
     policy: Policy,
     asset_api_public_url: str,
+    pending_since: datetime | None = None,
 ) -> AllocationResponse:
     owned = asset_owned_fields(asset, role, asset_api_public_url) if asset else None
     tags = DeviceTags(
@@ -150,6 +157,7 @@ def _response(
         provisioning_state=state,
         hub_selection=hub.selection,
         policy_version=policy.version,
+        pending_since=format_twin_timestamp(pending_since) if pending_since else None,
     )
     desired = DesiredProperties(
         role_permissions=role.permissions,
@@ -168,11 +176,15 @@ def _response(
 def check_assignable(asset: Asset, device_id: str) -> None:
     """Raise AssetNotAssignable when the asset cannot take this device."""
     if asset.status is AssetStatus.RETIRED:
-        raise AssetNotAssignable(f"asset {asset.asset_id!r} is retired")
+        raise AssetNotAssignable(
+            f"asset {asset.asset_id!r} is retired", public="the asset of this device is retired"
+        )
     if asset.device_id is not None and not _same_device(asset.device_id, device_id):
         raise AssetNotAssignable(
             f"asset {asset.asset_id!r} is linked to device {asset.device_id!r}; "
-            "another device needs an approved replacement"
+            "another device needs an approved replacement",
+            public="the asset of this device is linked to another device; taking it over "
+            "needs an approved replacement (payload.replacementFor)",
         )
 
 
@@ -191,10 +203,13 @@ def _link_needed(
     )
     if already:
         return None
+    serial = identity.subject_serial_number
     return DeviceLink(
         device_id=identity.device_id.value,
         registration_id=identity.registration_id,
         thumbprint=identity.thumbprint,
+        sha1_thumbprint=identity.sha1_thumbprint.value if identity.sha1_thumbprint else None,
+        serial_number=serial.value if serial else None,
         replacement_for=replacement.old_device_id if replacement else None,
-        reason=replacement.reason if replacement else None,
+        device_reason=replacement.device_reason if replacement else None,
     )

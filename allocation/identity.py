@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 T = TypeVar("T")
 
@@ -44,14 +47,16 @@ class DeviceIdentity:
     sha256_thumbprint: Sourced[str] | None = None
     not_before: Sourced[datetime] | None = None
     not_after: Sourced[datetime] | None = None
+    certificate_chain: tuple[x509.Certificate, ...] = field(default=(), compare=False, repr=False)
+    """The certificates the request carried, leaf first (empty without a certificate)."""
 
     def provenance(self) -> dict[str, str]:
         """Field name -> source, for the audit trail and `explain`."""
         result: dict[str, str] = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for member in fields(self):
+            value = getattr(self, member.name)
             if isinstance(value, Sourced):
-                result[field.name] = value.source.value
+                result[member.name] = value.source.value
         return result
 
     @property

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from allocation.contract import HubHostName
+from allocation.trust import TrustPolicy, resolve_ca_files
 from roles import RoleName, RoleRule, permissions_for
 from roles.authorization import granted_actions
 
@@ -46,13 +47,20 @@ class AttestationPolicy(BaseModel):
 
 
 class OutagePolicy(BaseModel):
-    """What the webhook does when the asset system is down (not when it answers 4xx)."""
+    """What the webhook does when the asset system is down (not when it answers 4xx).
+
+    The fallback admits only a plain first registration; anything that needs the asset
+    system's word (a replacement claim, a re-registration) is deferred instead.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     policy: Literal["fallback", "defer"] = "fallback"
     retry_after_seconds: int = Field(10, ge=1, le=300)
     budget_seconds: float = Field(4.0, gt=0, le=30)
+    reconciliation_deadline_hours: float = Field(24.0, gt=0, le=24 * 30)
+    """A fallback device still pending reconciliation this long after its registration is
+    disabled by the sweep (and enabled again if reconciliation succeeds later)."""
 
 
 class ReplacementPolicy(BaseModel):
@@ -64,6 +72,12 @@ class ReplacementPolicy(BaseModel):
     """A new device id with an asset's serial and no replacementFor claim (a re-keyed device)."""
     registry_ops_per_minute: int = Field(90, ge=1, le=100_000)
     """Identity-registry writes per hub; S1 allows 100/min/unit."""
+    approval_ttl_hours: float = Field(72.0, gt=0, le=24 * 90)
+    """An approval expires this long after its approvedAt."""
+    unbound_approvals: Literal["refuse", "window"] = "refuse"
+    """An approval naming neither serial nor thumbprint: refused, or accepted for a short
+    window after approval (the first device to claim it wins)."""
+    unbound_window_minutes: float = Field(15.0, gt=0, le=24 * 60)
 
 
 class Policy(BaseModel):
@@ -80,6 +94,7 @@ class Policy(BaseModel):
     attestation: AttestationPolicy = AttestationPolicy()
     outage: OutagePolicy = OutagePolicy()
     replacement: ReplacementPolicy = ReplacementPolicy()
+    trust: TrustPolicy = TrustPolicy()
 
     @model_validator(mode="after")
     def _default_is_least_privilege(self) -> Policy:
@@ -94,11 +109,16 @@ class Policy(BaseModel):
         return self
 
 
-def parse_policy(text: str, source: str) -> Policy:
+def parse_policy(text: str, source: str, base_dir: Path | None = None) -> Policy:
+    """`base_dir` resolves the CA files the policy names (the policy file's folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {source} is not valid TOML: {exc}") from exc
+    try:
+        data = resolve_ca_files(data, base_dir)
+    except ValueError as exc:
+        raise PolicyError(f"policy file {source} is invalid: {exc}") from exc
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -113,7 +133,7 @@ def load_policy(path: Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
-    return parse_policy(text, str(path))
+    return parse_policy(text, str(path), path.parent)
 
 
 def _dotted(location: tuple[int | str, ...]) -> str:

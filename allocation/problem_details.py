@@ -1,19 +1,22 @@
-"""The one place where failures become HTTP statuses DPS understands (CONTRACTS.md §1).
+"""The one place where failures become HTTP statuses DPS understands (docs: the webhook contract).
 
 DPS fails the registration on 400/401/404/409 (400207/400209) and retries on >= 429, so a
 refusal is 4xx only when retrying cannot help; asset-system trouble is 5xx so DPS retries.
+The body's detail is the refusal's public text: DPS relays it to the device, so it names the
+field or rule and nothing of other devices, assets or the asset system's own words.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from allocation.errors import (
     AllocationDeferred,
     AllocationError,
     AssetNotAssignable,
+    AssetRecordInvalid,
     BodyTooLarge,
     InvalidRequest,
 )
@@ -36,17 +39,10 @@ _TYPE_PREFIX = "urn:dps-asset-onboarding:problem:"
 
 @dataclass(frozen=True)
 class HttpAnswer:
-    """The HTTP answer, plus what to put on the queues once it is sent (output bindings)."""
-
     status: int
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
-    reconciliation: str | None = None
-    dead_letter: str | None = None
-
-    def with_dead_letter(self, message: str) -> HttpAnswer:
-        return replace(self, dead_letter=message)
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,13 @@ class _Mapping:
     status: int
     title: str
     code: str
+    public: str = "see the webhook's logs with this request id"
 
 
 def problem_answer(error: Exception, request_id: str) -> HttpAnswer:
     """Map any failure to problem+json; unexpected ones are 500 without internals."""
     mapping = _mapping_for(error)
-    detail = str(error) if mapping.status != 500 else "unexpected error; see the logs"
+    detail = error.public if isinstance(error, AllocationError) else mapping.public
     body: dict[str, Any] = {
         "type": _TYPE_PREFIX + mapping.code,
         "title": mapping.title,
@@ -85,7 +82,7 @@ def _mapping_for(error: Exception) -> _Mapping:
         return _Mapping(503, "Asset system unavailable; retry later", error.code)
     if isinstance(error, BodyTooLarge):
         return _Mapping(413, "Request body too large", error.code)
-    if isinstance(error, AssetNotAssignable):
+    if isinstance(error, AssetNotAssignable | AssetRecordInvalid):
         return _Mapping(409, "Asset cannot take this device", error.code)
     if isinstance(error, AllocationError):
         return _Mapping(400, "Registration refused", error.code)
@@ -93,12 +90,19 @@ def _mapping_for(error: Exception) -> _Mapping:
         # The asset changed under us between lookup and link: DPS must not retry blindly.
         return _Mapping(409, "Asset changed during allocation", "asset-conflict")
     if isinstance(error, AssetUnavailable):
-        return _Mapping(503, "Asset system unavailable", "asset-system-unavailable")
+        return _Mapping(
+            503,
+            "Asset system unavailable",
+            "asset-system-unavailable",
+            "the asset system is unavailable; retry later",
+        )
     if isinstance(error, AssetAccessDenied | AssetRequestRejected | AssetContractViolation):
         return _Mapping(502, "Asset system refused or misbehaved", "asset-system-error")
     if isinstance(error, AssetError):
         return _Mapping(502, "Asset system error", "asset-system-error")
     if isinstance(error, QueueError):
         # Our own storage: without it nothing can be recorded, so DPS should come back later.
-        return _Mapping(503, "Storage unavailable", "storage-unavailable")
-    return _Mapping(500, "Internal error", "internal-error")
+        return _Mapping(
+            503, "Storage unavailable", "storage-unavailable", "storage is unavailable; retry later"
+        )
+    return _Mapping(500, "Internal error", "internal-error", "unexpected error; see the logs")

@@ -15,16 +15,21 @@ AuditAction = Literal[
     "allocation.decided",
     "allocation.fallback",
     "allocation.refused",
+    "allocation.deferred",
     "replacement.accepted",
     "replacement.refused",
     "device.deregistered",
+    "device.disabled",
+    "device.reenabled",
     "reconciliation.completed",
     "reconciliation.refused",
     "sync.twinWritten",
     "sync.assetWritten",
     "sync.refused",
 ]
-AuditActor = Literal["dps-webhook", "reconciler", "asset-sync", "twin-sync", "operator"]
+AuditActor = Literal[
+    "dps-webhook", "reconciler", "pending-sweep", "asset-sync", "twin-sync", "operator"
+]
 
 
 class AuditEntry(BaseModel):

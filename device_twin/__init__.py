@@ -15,6 +15,7 @@ from device_twin.model import (
     ReprovisionRequest,
     SyncMarker,
     TwinProperties,
+    format_twin_timestamp,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "SyncMarker",
     "TwinProperties",
     "asset_owned_fields",
+    "format_twin_timestamp",
 ]

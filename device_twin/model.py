@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,15 @@ class ProvisioningState(StrEnum):
     PROVISIONED = "provisioned"
     QUARANTINED = "quarantined"
     PENDING_RECONCILIATION = "pendingReconciliation"
+    REFUSED = "refused"
+    """Admitted by the fallback, then refused by reconciliation: disabled on its hub."""
+    OVERDUE = "reconciliationOverdue"
+    """Still pending after the policy's deadline: disabled until reconciliation succeeds."""
+
+
+def format_twin_timestamp(moment: datetime) -> str:
+    """UTC, second precision, `Z`: strings that compare in time order in IoT Hub queries."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HubSelection(StrEnum):
@@ -36,6 +46,8 @@ class DeviceTags(_TwinSection):
     provisioning_state: ProvisioningState = Field(alias="provisioningState")
     hub_selection: HubSelection = Field(alias="hubSelection")
     policy_version: str = Field(alias="policyVersion")
+    pending_since: str | None = Field(None, alias="pendingSince")
+    """When a fallback admitted the device (format_twin_timestamp); None once provisioned."""
 
 
 class DesiredProperties(_TwinSection):

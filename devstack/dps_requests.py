@@ -9,7 +9,7 @@ DEMO_HUBS = ("hub-us-east.azure-devices.net", "hub-eu-west.azure-devices.net")
 
 
 def enrollment_group_record(
-    group_id: str = "devstack-x509-group",
+    group_id: str = "devstack-x509",
     *,
     hubs: Sequence[str] = DEMO_HUBS,
     api_version: str = "2021-10-01",

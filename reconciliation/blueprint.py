@@ -1,4 +1,5 @@
-"""Queue triggers: the reconciliation queue, and its poison queue (messages that failed 5 times)."""
+"""Reconciliation's triggers: its queue, its poison queue (messages that failed 5 times), and
+the timer that disables fallback devices whose reconciliation is overdue."""
 
 from __future__ import annotations
 
@@ -33,3 +34,11 @@ async def reconciliation_poison(message: QueueMessage, context: func.Context) ->
         dequeue_count=message.dequeue_count or 1,
         request_id=context.invocation_id,
     )
+
+
+# Every 15 minutes; the deadline (hours) is the policy's outage.reconciliation_deadline_hours.
+@blueprint.timer_trigger(
+    schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True
+)
+async def pending_sweep(timer: func.TimerRequest, context: func.Context) -> None:
+    await bootstrap.services().pending_sweep.run(request_id=context.invocation_id)

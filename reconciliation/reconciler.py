@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,8 +18,15 @@ from pydantic import ValidationError
 from allocation.decision import check_assignable
 from allocation.errors import AssetNotAssignable
 from allocation.policy import Policy
-from asset_client import Asset, AssetConflict, AssetRepository, DeviceLink
+from asset_client import (
+    Asset,
+    AssetConflict,
+    AssetContractViolation,
+    AssetRepository,
+    DeviceLink,
+)
 from audit import AuditAction, AuditEntry, AuditTrail, NoAudit
+from device_twin import ProvisioningState, format_twin_timestamp
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
 from observability import DeviceLog
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
@@ -36,10 +44,12 @@ _logger = logging.getLogger("reconciliation")
 _AUDIT_ACTIONS: dict[tuple[str, str], AuditAction] = {
     ("allocation", "refused"): "reconciliation.refused",
     ("allocation", "dead-lettered"): "reconciliation.refused",
+    ("allocation", "reconciled late; re-enabled"): "device.reenabled",
     ("deregistration", "disabled"): "device.deregistered",
     ("deregistration", "deleted"): "device.deregistered",
     ("deregistration", "already gone"): "device.deregistered",
 }
+_EVENT_DETAILS = ("oldDeviceId", "newDeviceId", "action", "approvedBy", "reason", "deviceReason")
 
 
 class Reconciler:
@@ -125,9 +135,7 @@ class Reconciler:
                     "reason": message.reason,
                     "dequeueCount": dequeue_count,
                     "event": {
-                        k: v
-                        for k, v in (message.event or {}).items()
-                        if k in ("oldDeviceId", "newDeviceId", "action", "approvedBy", "reason")
+                        k: v for k, v in (message.event or {}).items() if k in _EVENT_DETAILS
                     },
                 },
             )
@@ -158,34 +166,63 @@ class Reconciler:
         if not device_id or not hub:
             await self._bury(message, "no device id or hub to reconcile", dequeue_count, False)
             return "dead-lettered"
-        asset = await self._find(device_id, event.get("subjectSerialNumber"))
-        log = log.bind(assetId=asset.asset_id if asset else None)
-        if asset is None:
-            return await self._unknown(message, device_id, hub, log, dequeue_count)
         try:
+            asset = await self._find(device_id, event.get("subjectSerialNumber"))
+            log = log.bind(assetId=asset.asset_id if asset else None)
+            if asset is None:
+                return await self._unknown(message, device_id, hub, log, dequeue_count)
             check_assignable(asset, device_id)
             if asset.device_id != device_id or asset.provisioning_status != "provisioned":
-                await self._assets.link_device(
-                    asset.asset_id,
-                    DeviceLink(
-                        device_id=device_id,
-                        registration_id=event.get("registrationId") or device_id,
-                        thumbprint=event.get("thumbprint"),
-                    ),
-                )
+                await self._assets.link_device(asset.asset_id, _link(device_id, event))
+            asset = await self._assets.get_asset(asset.asset_id)
         except (AssetNotAssignable, AssetConflict) as refusal:
-            await self._hubs.disable_device(hub, device_id)
-            await self._bury(message, str(refusal), dequeue_count, replayable=False)
-            log.warning("fallback device refused on reconciliation; disabled", reason=str(refusal))
-            return "refused"
-        asset = await self._assets.get_asset(asset.asset_id)
-        await self._write_twin(hub, device_id, asset, log)
+            return await self._refuse(message, device_id, hub, str(refusal), log, dequeue_count)
+        except AssetContractViolation as broken:
+            reason = f"the asset system answered a record that breaks its contract: {broken}"
+            return await self._refuse(message, device_id, hub, reason, log, dequeue_count)
+        was_overdue = await self._write_twin(hub, device_id, asset, log)
+        if was_overdue:
+            await self._hubs.enable_device(hub, device_id)
+            log.warning("device re-enabled: reconciliation succeeded after its deadline", hub=hub)
+            return "reconciled late; re-enabled"
         return "reconciled"
 
-    async def _write_twin(self, hub: str, device_id: str, asset: Asset, log: DeviceLog) -> None:
-        """The asset's fields, the role's permissions, and provisioningState provisioned."""
+    async def _refuse(
+        self,
+        message: ReconciliationMessage,
+        device_id: str,
+        hub: str,
+        reason: str,
+        log: DeviceLog,
+        dequeue_count: int,
+    ) -> str:
+        """What a working asset system would have refused: the fallback admitted it, so take it
+        back. Disabled first (what matters), then its twin marked, then dead-lettered."""
+        await self._hubs.disable_device(hub, device_id)
+        await self._hubs.update_twin(
+            hub,
+            device_id,
+            TwinPatch(
+                tags={
+                    "provisioningState": ProvisioningState.REFUSED.value,
+                    "pendingSince": None,
+                    "refusedAt": format_twin_timestamp(datetime.now(UTC)),
+                }
+            ),
+            etag=None,
+        )
+        await self._bury(message, reason, dequeue_count, replayable=False)
+        log.warning("fallback device refused on reconciliation; disabled", hub=hub, reason=reason)
+        return "refused"
+
+    async def _write_twin(self, hub: str, device_id: str, asset: Asset, log: DeviceLog) -> bool:
+        """The asset's fields, the role's permissions, and provisioningState provisioned.
+
+        Returns whether the twin said the device had been disabled for being overdue.
+        """
         for _attempt in range(self._max_attempts):
             twin: Twin = await self._hubs.get_twin(hub, device_id)
+            overdue = twin.tags.get("provisioningState") == ProvisioningState.OVERDUE.value
             plan = plan_twin_update(
                 twin=twin,
                 asset=asset,
@@ -197,9 +234,11 @@ class Reconciler:
             tags = dict(plan.patch.tags or {}) if plan.patch else {}
             if twin.tags.get("provisioningState") != "provisioned":
                 tags["provisioningState"] = "provisioned"
+            if twin.tags.get("pendingSince") is not None:
+                tags["pendingSince"] = None
             desired = plan.patch.desired if plan.patch else None
             if not tags and not desired:
-                return
+                return overdue
             try:
                 await self._hubs.update_twin(
                     hub, device_id, TwinPatch(tags=tags, desired=desired), etag=twin.etag
@@ -207,7 +246,7 @@ class Reconciler:
             except TwinPreconditionFailed:
                 continue
             log.info("twin reconciled from asset", hub=hub, changed=",".join(plan.changed))
-            return
+            return overdue
         raise SyncConflict(f"twin of {device_id} kept changing during reconciliation")
 
     async def _unknown(
@@ -220,19 +259,21 @@ class Reconciler:
     ) -> str:
         if self._policy.unknown_device == "quarantine":
             await self._hubs.update_twin(
-                hub, device_id, TwinPatch(tags={"provisioningState": "quarantined"}), etag=None
+                hub,
+                device_id,
+                TwinPatch(tags={"provisioningState": "quarantined", "pendingSince": None}),
+                etag=None,
             )
             log.warning("fallback device has no asset; quarantined", hub=hub)
             return "quarantined"
-        await self._hubs.disable_device(hub, device_id)
-        await self._bury(
+        return await self._refuse(
             message,
+            device_id,
+            hub,
             "no asset for the device; the policy rejects unknown devices, so it was disabled",
+            log,
             dequeue_count,
-            replayable=False,
         )
-        log.warning("fallback device has no asset; disabled and dead-lettered", hub=hub)
-        return "refused"
 
     async def _deregistration(self, message: ReconciliationMessage, log: DeviceLog) -> str:
         """Disable or delete a replaced device, once the asset shows its replacement linked."""
@@ -247,6 +288,10 @@ class Reconciler:
         if asset.device_id == old:
             # The link that replaces it has not happened (yet): never cut off the only device.
             raise ReplacementPending(f"asset {asset_id} still names {old}; waiting for {new}")
+        if new and asset.device_id != new:
+            # Another claim took the approval: its own message deregisters the old device.
+            log.info("deregistration superseded", oldDeviceId=old, newDeviceId=new)
+            return "superseded"
         for hub in self._hub_names:
             try:
                 await self._hubs.get_device(hub, old)
@@ -315,3 +360,19 @@ class Reconciler:
                 replayable=replayable,
             )
         )
+
+
+def _link(device_id: str, event: dict[str, Any]) -> DeviceLink:
+    """The link the fallback could not make, with the hardware facts it recorded."""
+
+    def text(key: str) -> str | None:
+        value = event.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return DeviceLink(
+        device_id=device_id,
+        registration_id=text("registrationId") or device_id,
+        thumbprint=text("thumbprint"),
+        sha1_thumbprint=text("sha1Thumbprint"),
+        serial_number=text("subjectSerialNumber"),
+    )

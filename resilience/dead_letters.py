@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from resilience.reconciliation import QueueSender
+from resilience.reconciliation import QueueSender, fitted
 
 DeadLetterSource = Literal["allocation", "reconciliation", "sync", "poison"]
 
@@ -39,7 +39,7 @@ class DeadLetter(BaseModel):
     """False for refusals that replaying cannot change (a spoofed claim, a bad certificate)."""
 
     def to_message(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return fitted(self.model_dump(mode="json", by_alias=True, exclude_none=True), "request")
 
 
 class DeadLetterRecorder:

@@ -6,6 +6,7 @@ never a secret: identifiers, the reason, and the event as received (size-capped)
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -13,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_EVENT_CHARS = 16_000
 """Storage queue messages are at most 64 KB; base64 costs a third, so keep the event small."""
+MAX_MESSAGE_JSON_BYTES = 45_000
+"""A message's compact UTF-8 JSON: 60,000 bytes once base64-encoded, under the 64 KiB limit."""
+_HEAD_CHARS = 1000
+
+
+def fitted(message: dict[str, Any], bulky: str) -> dict[str, Any]:
+    """The message, with its `bulky` member cut to a marker if the whole would not fit a queue
+    message; identifiers, reason and detail always survive."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text.encode()) <= MAX_MESSAGE_JSON_BYTES or message.get(bulky) is None:
+        return message
+    cut = json.dumps(message[bulky], separators=(",", ":"), ensure_ascii=False, default=str)
+    return {**message, bulky: {"truncated": True, "chars": len(cut), "head": cut[:_HEAD_CHARS]}}
 
 
 class ReconciliationMessage(BaseModel):
@@ -31,13 +45,11 @@ class ReconciliationMessage(BaseModel):
     recorded_at: datetime = Field(default_factory=lambda: datetime.now(UTC), alias="recordedAt")
 
     def to_message(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return fitted(self.model_dump(mode="json", by_alias=True, exclude_none=True), "event")
 
 
 def capped_event(event: dict[str, Any]) -> dict[str, Any]:
     """Keep the event if it fits, else a marker saying how big it was."""
-    import json
-
     text = json.dumps(event, separators=(",", ":"), default=str)
     if len(text) <= MAX_EVENT_CHARS:
         return event

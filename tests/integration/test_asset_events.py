@@ -374,7 +374,7 @@ def test_every_versioned_write_publishes_exactly_its_events(
         assert svc.link(asset_id, old) == linked
         approval = {"oldDeviceId": old, "reason": "cracked case", "approvedSerial": "SN-NEXT"}
         pending = svc.patch(linked, {"status": "pendingReplacement", "replacement": approval})
-        swapped = svc.link(asset_id, new, replacementFor=old)
+        swapped = svc.link(asset_id, new, replacementFor=old, serialNumber="SN-NEXT")
         retired = svc.patch(swapped, {"status": "retired"})
         # Refused writes commit nothing, so they publish nothing.
         duplicate = svc.http.put(
@@ -405,6 +405,7 @@ def test_every_versioned_write_publishes_exactly_its_events(
                 "oldDeviceId": old,
                 "reason": "cracked case",
                 "approvedSerial": "SN-NEXT",
+                "approvedThumbprint": None,
             },
         ),
         changed(swapped, ["status", "deviceId", "replacement"]),

@@ -24,6 +24,7 @@ from allocation.errors import (
     AttestationError,
     CertificateExpired,
     CertificateNotYetValid,
+    CertificateSummaryMismatch,
     CertificateUnreadable,
     CommonNameMismatch,
     ThumbprintMismatch,
@@ -418,16 +419,45 @@ def test_certificate_wins_over_info_as_the_source(
     assert identity == baseline
 
 
-def test_info_fills_only_what_the_certificate_lacks(authority: TestCertificateAuthority) -> None:
+def test_a_summary_cannot_add_to_the_certificates_subject(
+    authority: TestCertificateAuthority,
+) -> None:
+    """A serial (or O) the certificate lacks, supplied by the unverified summary, would let a
+    caller aim the certificate at another device's asset: the two must agree."""
     cert = issue(authority, organization=None)
     info = {"subjectName": "CN=dev-1, O=Fabrikam, SERIALNUMBER=SN-INFO"}
 
-    identity = identify("dev-1", {"clientCertificate": cert.der_base64, "certificateInfo": info})
+    with pytest.raises(CertificateSummaryMismatch) as caught:
+        identify("dev-1", {"clientCertificate": cert.der_base64, "certificateInfo": info})
+    assert caught.value.field == f"{X509}.certificateInfo.subjectName"
 
-    assert identity.common_name == Sourced("dev-1", CERT)
-    assert identity.organization == Sourced("Fabrikam", INFO)
-    assert identity.subject_serial_number == Sourced("SN-INFO", INFO)
-    assert identity.sha256_thumbprint == Sourced(cert.sha256_thumbprint, CERT)
+
+def test_a_summary_that_agrees_with_the_certificate_passes(
+    authority: TestCertificateAuthority,
+) -> None:
+    cert = issue(authority, organization="Fabrikam", serial_number="SN-1")
+    info = {
+        "subjectName": "CN=dev-1, O=Fabrikam, SERIALNUMBER=SN-1",
+        "serialNumber": format(cert.certificate.serial_number, "x"),
+    }
+    identity = identify("dev-1", {"clientCertificate": cert.der_base64, "certificateInfo": info})
+    assert identity.subject_serial_number == Sourced("SN-1", CERT)
+
+
+@pytest.mark.parametrize(
+    ("info", "field"),
+    [
+        ({"subjectName": "CN=dev-1, O=Fabrikam, SERIALNUMBER=SN-2"}, "subjectName"),
+        ({"serialNumber": "0BADC0DE"}, "serialNumber"),
+    ],
+)
+def test_a_summary_that_disagrees_with_the_certificate_is_refused(
+    authority: TestCertificateAuthority, info: dict[str, str], field: str
+) -> None:
+    cert = issue(authority, organization="Fabrikam", serial_number="SN-1")
+    with pytest.raises(CertificateSummaryMismatch) as caught:
+        identify("dev-1", {"clientCertificate": cert.der_base64, "certificateInfo": info})
+    assert caught.value.field == f"{X509}.certificateInfo.{field}"
 
 
 def test_matching_thumbprints_pass_in_lower_case_with_colons(
@@ -634,7 +664,9 @@ def test_certificate_cn_other_than_registration_id_is_refused(
 
     assert isinstance(error, CommonNameMismatch)
     assert error.field == CERT_FIELD
-    assert "subject CN 'dev-2' does not match registrationId 'dev-1'" in str(error)
+    assert "CN 'dev-2', registrationId 'dev-1'" in error.detail
+    # The answer names the rule, never the values the request carried.
+    assert error.public == f"{CERT_FIELD}: subject CN does not match registrationId"
 
 
 def test_cn_that_only_extends_the_registration_id_is_refused(
@@ -865,9 +897,9 @@ def test_info_that_is_not_an_object_is_refused(key: str, value: Any) -> None:
         ("issuerName", {"CN": "ca"}, "must be a string"),
         ("sha1Thumbprint", ["AA"], "must be a string"),
         ("notAfterUtc", 1735689600, "must be a string"),
-        ("subjectName", "CN=dev-1, Foo=bar", "is not a distinguished name: unknown attribute"),
-        ("issuer", 'CN="unterminated', "is not a distinguished name: unterminated quoted"),
-        ("subject", "CN=dev-1, C=USA", "is not a distinguished name: 2.5.4.6"),
+        ("subjectName", "CN=dev-1, Foo=bar", "is not a distinguished name (unknown attribute"),
+        ("issuer", 'CN="unterminated', "is not a distinguished name (unterminated quoted"),
+        ("subject", "CN=dev-1, C=USA", "is not a distinguished name (2.5.4.6"),
     ],
 )
 def test_malformed_info_field_is_refused_naming_the_field(

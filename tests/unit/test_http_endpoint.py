@@ -8,15 +8,16 @@ import pytest
 from allocation.contract import MAX_BODY_BYTES
 from allocation.http_endpoint import answer_allocation
 from allocation.service import AllocationService
+from allocation.trust import TrustPolicy
 from asset_client import (
     AssetAccessDenied,
     AssetCircuitOpen,
     AssetConflict,
-    AssetContractViolation,
     AssetUnavailable,
 )
 from devstack.dps_requests import allocation_request
 from tests.unit.fakes import FakeAssetRepository, make_asset
+from tests.unit.outbox_fakes import RecordingOutbox
 
 EAST = "hub-us-east.azure-devices.net"
 
@@ -25,12 +26,13 @@ def valid_body(registration_id="sensor-1001", **kwargs):
     return allocation_request(registration_id, **kwargs)
 
 
-async def answer(body, repo=None, policy=None, request_id="req-42"):
+async def answer(body, repo=None, policy=None, request_id="req-42", recorded=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     service = AllocationService(
         assets=repo or FakeAssetRepository(make_asset(device_id=None)),
         policy=policy,
         asset_api_public_url="http://assets",
+        outbox=(recorded or RecordingOutbox()).outbox,
     )
     return await answer_allocation(raw, request_id=request_id, service=service)
 
@@ -186,9 +188,22 @@ async def test_individual_enrollments_are_accepted_and_may_name_the_device(demo_
     body["individualEnrollment"] = {"registrationId": "sensor-1001", "deviceId": "dev-custom"}
     del body["enrollmentGroup"]
     repo = FakeAssetRepository(make_asset())
-    result = await answer(body, repo=repo, policy=demo_policy)
+    policy = demo_policy.model_copy(update={"trust": TrustPolicy(individual_enrollments=True)})
+    result = await answer(body, repo=repo, policy=policy)
     assert result.status == 200
     assert repo.links[0][1].device_id == "dev-custom"
+
+
+async def test_a_policy_that_pins_groups_refuses_individual_enrollments(demo_policy):
+    body = valid_body(x509={"subjectName": "CN=sensor-1001, SERIALNUMBER=SN-1001"})
+    body["individualEnrollment"] = {"registrationId": "sensor-1001", "deviceId": "dev-custom"}
+    del body["enrollmentGroup"]
+    repo, recorded = FakeAssetRepository(make_asset()), RecordingOutbox()
+    result = await answer(body, repo=repo, policy=demo_policy, recorded=recorded)
+    assert result.status == 400
+    assert problem(result)["type"].endswith(":untrusted-enrollment")
+    assert repo.calls == []
+    assert recorded.actions() == ["allocation.refused"]
 
 
 class FailingRepo(FakeAssetRepository):
@@ -211,9 +226,10 @@ class FailingRepo(FakeAssetRepository):
 async def test_asset_failures_that_are_no_outage_map_to_their_status(
     known, demo_policy, error, status
 ):
-    result = await answer(known, repo=FailingRepo(error), policy=demo_policy)
+    recorded = RecordingOutbox()
+    result = await answer(known, repo=FailingRepo(error), policy=demo_policy, recorded=recorded)
     assert result.status == status
-    assert result.reconciliation is None
+    assert recorded.reconciliation.messages == []
     body = problem(result)
     if status == 500:
         assert b"hunter2" not in result.body
@@ -225,7 +241,6 @@ OUTAGES = [
     AssetUnavailable("busy", retry_after=12.4, status=503),
     AssetUnavailable("boom", status=500),
     AssetCircuitOpen("asset API circuit is open", retry_after=30),
-    AssetContractViolation("bad shape"),
 ]
 
 
@@ -233,7 +248,8 @@ OUTAGES = [
 async def test_an_outage_under_fallback_onboards_with_least_privilege_and_queues_the_rest(
     known, demo_policy, error
 ):
-    result = await answer(known, repo=FailingRepo(error), policy=demo_policy)
+    recorded = RecordingOutbox()
+    result = await answer(known, repo=FailingRepo(error), policy=demo_policy, recorded=recorded)
     assert result.status == 200
     body = json.loads(result.body)
     assert body["iotHubHostName"] in (EAST, "hub-eu-west.azure-devices.net")
@@ -242,13 +258,15 @@ async def test_an_outage_under_fallback_onboards_with_least_privilege_and_queues
     assert tags["deviceRole"] == "sensor"
     assert "assetId" not in tags
     assert body["initialTwin"]["properties"]["desired"]["rolePermissions"]["role"] == "sensor"
-    message = json.loads(result.reconciliation)
+    assert tags["pendingSince"].endswith("Z")
+    [message] = recorded.reconciliation.messages
     assert message["kind"] == "allocation"
     assert message["deviceId"] == "sensor-1001"
     assert message["hub"] == body["iotHubHostName"]
     assert message["requestId"] == "req-42"
     assert message["event"]["subjectSerialNumber"] == "SN-1001"
-    assert result.dead_letter is None
+    assert recorded.dead_letters.messages == []
+    assert recorded.actions() == ["allocation.fallback"]
 
 
 @pytest.mark.parametrize("error", OUTAGES, ids=lambda e: type(e).__name__)
@@ -256,12 +274,14 @@ async def test_an_outage_under_defer_is_503_with_the_policys_retry_after(known, 
     policy = demo_policy.model_copy(
         update={"outage": demo_policy.outage.model_copy(update={"policy": "defer"})}
     )
-    result = await answer(known, repo=FailingRepo(error), policy=policy)
+    recorded = RecordingOutbox()
+    result = await answer(known, repo=FailingRepo(error), policy=policy, recorded=recorded)
     assert result.status == 503
     assert result.headers["retry-after"] == str(policy.outage.retry_after_seconds)
     assert problem(result)["type"].endswith(":asset-system-unavailable")
-    assert result.reconciliation is None
-    assert result.dead_letter is None
+    assert recorded.reconciliation.messages == []
+    assert recorded.dead_letters.messages == []
+    assert recorded.actions() == ["allocation.deferred"]
 
 
 async def test_a_fallback_routes_by_a_location_seen_before(known, demo_policy):
@@ -274,7 +294,12 @@ async def test_a_fallback_routes_by_a_location_seen_before(known, demo_policy):
             return await super().find_by_device_id(device_id)
 
     repo = FlakyLater(make_asset(location="eu-west/site-a"))
-    service = AllocationService(assets=repo, policy=demo_policy, asset_api_public_url="http://a")
+    service = AllocationService(
+        assets=repo,
+        policy=demo_policy,
+        asset_api_public_url="http://a",
+        outbox=RecordingOutbox().outbox,
+    )
     first = await answer_allocation(json.dumps(known).encode(), request_id="r", service=service)
     repo.down = True
     second = await answer_allocation(json.dumps(known).encode(), request_id="r", service=service)
@@ -287,20 +312,24 @@ async def test_a_fallback_routes_by_a_location_seen_before(known, demo_policy):
 
 async def test_a_refusal_is_dead_lettered_with_context_and_never_replayable(demo_policy):
     body = valid_body("sensor-9999", x509={"subjectName": "CN=sensor-9999, SERIALNUMBER=SN-9999"})
-    result = await answer(body, policy=demo_policy)
+    recorded = RecordingOutbox()
+    result = await answer(body, policy=demo_policy, recorded=recorded)
     assert result.status == 400
-    letter = json.loads(result.dead_letter)
+    [letter] = recorded.dead_letters.messages
     assert letter["source"] == "allocation"
     assert letter["reason"] == "unknown-device"
     assert letter["registrationId"] == "sensor-9999"
     assert letter["request"]["linkedHubs"] == list(body["linkedHubs"])
+    assert letter["request"]["linkedHubCount"] == len(body["linkedHubs"])
     assert letter["replayable"] is False
 
 
 async def test_garbage_is_not_dead_lettered(demo_policy):
-    result = await answer(b"not json", policy=demo_policy)
+    recorded = RecordingOutbox()
+    result = await answer(b"not json", policy=demo_policy, recorded=recorded)
     assert result.status == 400
-    assert result.dead_letter is None
+    assert recorded.dead_letters.messages == []
+    assert recorded.audit.entries == []
 
 
 async def test_an_unknown_device_is_400_unknown_device(demo_policy):
@@ -334,4 +363,4 @@ async def test_refusals_are_logged_with_the_device_fields_and_no_body(known, dem
     [record] = [r for r in caplog.records if r.getMessage() == "allocation refused"]
     assert record.registrationId == "sensor-1001"
     assert record.requestId == "req-42"
-    assert record.reason == "CommonNameMismatch"
+    assert record.reason == "common-name-mismatch"

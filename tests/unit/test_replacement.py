@@ -2,37 +2,30 @@
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from allocation.errors import AssetNotAssignable, AttestationError, ReplacementRefused
 from allocation.http_endpoint import answer_allocation, parse_request
-from allocation.service import AllocationService
-from asset_client import Asset
+from allocation.policy import Policy
+from allocation.service import Allocated, AllocationService, Refused
+from asset_client import Asset, AssetConflict
 from devstack.dps_requests import allocation_request
 from observability import DeviceLog
 from resilience.durable_queue import QueueUnavailable
-from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder
+from resilience.reconciliation import ReconciliationMessage
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
+from tests.unit.outbox_fakes import ListQueue, RecordingOutbox
 from tests.unit.test_reconciler import fallback_twin, reconciler
 
 EAST = "hub-us-east.azure-devices.net"
 LOG = DeviceLog(logging.getLogger("allocation"), request_id="r")
-
-
-class ListQueue:
-    def __init__(self, fail=False):
-        self.messages = []
-        self.fail = fail
-
-    async def send(self, message):
-        if self.fail:
-            raise QueueUnavailable("queue down", queue_name="reconciliation")
-        self.messages.append(dict(message))
+NOW = datetime.now(UTC)
 
 
 class OrderedRepo(FakeAssetRepository):
-    """Records the moment of each call relative to the queue, to check the order."""
+    """Records how many messages were queued when the link happened, to check the order."""
 
     def __init__(self, queue, *assets):
         super().__init__(*assets)
@@ -44,29 +37,42 @@ class OrderedRepo(FakeAssetRepository):
         return await super().link_device(asset_id, link)
 
 
-def pending(asset_id="AST-1001", old="dev-old", approved_serial=None, status="pendingReplacement"):
+def pending(
+    asset_id="AST-1001",
+    old="dev-old",
+    approved_serial="SN-NEW",
+    approved_thumbprint=None,
+    approved_at=NOW,
+    status="pendingReplacement",
+):
     asset = make_asset(asset_id, device_id=old, status=status, provisioning_status="provisioned")
     document = asset.model_dump(by_alias=True)
     if status == "pendingReplacement":
         document["replacement"] = {
             "oldDeviceId": old,
             "approvedSerial": approved_serial,
+            "approvedThumbprint": approved_thumbprint,
             "reason": "screen cracked",
+            "approvedAt": approved_at,
         }
     return Asset.model_validate(document)
 
 
-def service(repo, policy, queue):
+def with_replacement(policy: Policy, **changes) -> Policy:
+    return policy.model_copy(update={"replacement": policy.replacement.model_copy(update=changes)})
+
+
+def service(repo, policy, recorded=None):
     return AllocationService(
         assets=repo,
         policy=policy,
         asset_api_public_url="http://assets",
-        deregistrations=ReconciliationRecorder(queue),
+        outbox=(recorded or RecordingOutbox()).outbox,
     )
 
 
-def request(ca, device_id="dev-new", serial="SN-NEW", claim=None):
-    cert = ca.issue_device(device_id, serial_number=serial)
+def request(ca, device_id="dev-new", serial="SN-NEW", claim=None, issued=None):
+    cert = issued or ca.issue_device(device_id, serial_number=serial)
     payload = {"replacementFor": claim} if claim is not None else None
     body = allocation_request(
         device_id, x509={"clientCertificate": cert.der_base64}, payload=payload
@@ -74,21 +80,31 @@ def request(ca, device_id="dev-new", serial="SN-NEW", claim=None):
     return parse_request(json.dumps(body).encode())
 
 
+async def allocate(repo, policy, req, recorded=None):
+    return await service(repo, policy, recorded).allocate(req, LOG, request_id="q")
+
+
 async def test_an_approved_replacement_takes_over_the_asset_and_queues_deregistration_first(
     ca, demo_policy
 ):
-    queue = ListQueue()
-    repo = OrderedRepo(queue, pending(approved_serial="SN-NEW"))
-    outcome = await service(repo, demo_policy, queue).allocate(
-        request(ca, claim={"deviceId": "dev-old", "reason": "broken"}), LOG
+    recorded = RecordingOutbox()
+    repo = OrderedRepo(recorded.reconciliation, pending(approved_serial="SN-NEW"))
+    outcome = await allocate(
+        repo, demo_policy, request(ca, claim={"deviceId": "dev-old", "reason": "broken"}), recorded
     )
-    decision = outcome.decision
-    assert decision.response.initial_twin.tags.asset_id == "AST-1001"
+    assert isinstance(outcome, Allocated)
+    assert outcome.decision.response.initial_twin.tags.asset_id == "AST-1001"
     [(linked_asset, link)] = repo.links
     assert linked_asset == "AST-1001"
-    assert (link.device_id, link.replacement_for, link.reason) == ("dev-new", "dev-old", "broken")
+    assert (link.device_id, link.replacement_for, link.serial_number) == (
+        "dev-new",
+        "dev-old",
+        "SN-NEW",
+    )
+    # The device's words travel apart from the technician's reason.
+    assert link.device_reason == "broken"
     assert repo.queued_before_link == 1, "the deregistration is queued before the link"
-    [message] = queue.messages
+    [message] = recorded.reconciliation.messages
     assert message["kind"] == "deregistration"
     assert message["event"] == {
         "oldDeviceId": "dev-old",
@@ -96,47 +112,145 @@ async def test_an_approved_replacement_takes_over_the_asset_and_queues_deregistr
         "assetId": "AST-1001",
         "action": "disable",
         "approvedBy": "asset system",
-        "reason": "broken",
+        "reason": "screen cracked",
+        "deviceReason": "broken",
     }
     assert repo.assets["AST-1001"].device_id == "dev-new"
 
 
+async def test_an_approval_may_name_the_certificate_by_thumbprint(ca, demo_policy):
+    issued = ca.issue_device("dev-new", serial_number="SN-ANY")
+    spelled = ":".join(issued.sha256_thumbprint[i : i + 2] for i in range(0, 64, 2)).lower()
+    repo = FakeAssetRepository(pending(approved_serial=None, approved_thumbprint=spelled))
+    outcome = await allocate(
+        repo, demo_policy, request(ca, claim={"deviceId": "dev-old"}, issued=issued)
+    )
+    assert isinstance(outcome, Allocated)
+    assert repo.links[0][1].thumbprint == issued.sha256_thumbprint
+
+
 async def test_a_repeated_call_after_the_replacement_changes_nothing(ca, demo_policy):
-    queue = ListQueue()
-    repo = FakeAssetRepository(pending(approved_serial=None))
+    recorded = RecordingOutbox()
+    repo = FakeAssetRepository(pending())
     claim = {"deviceId": "dev-old", "reason": "broken"}
-    first = await service(repo, demo_policy, queue).allocate(request(ca, claim=claim), LOG)
-    again = await service(repo, demo_policy, queue).allocate(request(ca, claim=claim), LOG)
+    issued = ca.issue_device("dev-new", serial_number="SN-NEW")
+    first = await allocate(repo, demo_policy, request(ca, claim=claim, issued=issued), recorded)
+    again = await allocate(repo, demo_policy, request(ca, claim=claim, issued=issued), recorded)
     assert first.decision.response == again.decision.response
     assert len(repo.links) == 1
-    assert len(queue.messages) == 1
+    assert len(recorded.reconciliation.messages) == 1
+
+
+SOMEONE_ELSES = "AA" * 32
 
 
 @pytest.mark.parametrize(
-    ("asset", "claim", "message"),
+    ("asset", "claim", "rule"),
     [
         (
             make_asset(device_id="dev-old", status="active", provisioning_status="provisioned"),
             {"deviceId": "dev-old"},
-            "no approved replacement",
+            "no-approval",
         ),
-        (pending(old="dev-old"), {"deviceId": "dev-other"}, "which no asset holds"),
-        (pending(old="dev-old", approved_serial="SN-OTHER"), {"deviceId": "dev-old"}, "SN-OTHER"),
-        (None, {"deviceId": "dev-old"}, "which no asset holds"),
+        (pending(old="dev-old"), {"deviceId": "dev-other"}, "no-asset-holds-old-device"),
+        (pending(approved_serial="SN-OTHER"), {"deviceId": "dev-old"}, "serial-mismatch"),
+        (
+            pending(approved_serial=None, approved_thumbprint=SOMEONE_ELSES),
+            {"deviceId": "dev-old"},
+            "thumbprint-mismatch",
+        ),
+        (pending(approved_serial=None), {"deviceId": "dev-old"}, "approval-unbound"),
+        (
+            pending(approved_at=NOW - timedelta(hours=73)),
+            {"deviceId": "dev-old"},
+            "approval-expired",
+        ),
+        (pending(approved_at=None), {"deviceId": "dev-old"}, "approval-without-date"),
+        (None, {"deviceId": "dev-old"}, "no-asset-holds-old-device"),
     ],
-    ids=["not approved", "other device", "serial mismatch", "no asset"],
+    ids=[
+        "not approved",
+        "other device",
+        "serial mismatch",
+        "thumbprint mismatch",
+        "unbound",
+        "expired",
+        "undated",
+        "no asset",
+    ],
 )
-async def test_an_unapproved_claim_is_refused_and_nothing_changes(
-    ca, demo_policy, asset, claim, message
+async def test_a_claim_without_a_valid_approval_for_this_hardware_is_refused_and_changes_nothing(
+    ca, demo_policy, asset, claim, rule
 ):
-    queue = ListQueue()
+    recorded = RecordingOutbox()
     repo = FakeAssetRepository(*([asset] if asset else []))
     before = dict(repo.assets)
-    with pytest.raises(ReplacementRefused, match=message):
-        await service(repo, demo_policy, queue).allocate(request(ca, claim=claim), LOG)
+    outcome = await allocate(repo, demo_policy, request(ca, claim=claim), recorded)
+    assert isinstance(outcome, Refused)
+    assert isinstance(outcome.error, ReplacementRefused)
+    assert outcome.error.rule == rule
     assert repo.links == []
-    assert queue.messages == []
+    assert recorded.reconciliation.messages == []
     assert repo.assets == before
+    # Refused, dead-lettered and audited like any spoofed claim.
+    [letter] = recorded.dead_letters.messages
+    assert (letter["reason"], letter["request"]["rule"]) == ("replacement-refused", rule)
+    assert recorded.actions() == ["allocation.refused", "replacement.refused"]
+    # What DPS relays to the device names the rule's class, never the asset's data.
+    assert "SN-OTHER" not in outcome.error.public
+    assert "AST-1001" not in outcome.error.public
+
+
+async def test_an_unbound_approval_is_accepted_only_inside_the_policys_window(ca, demo_policy):
+    windowed = with_replacement(demo_policy, unbound_approvals="window", unbound_window_minutes=15)
+    fresh = FakeAssetRepository(pending(approved_serial=None, approved_at=NOW))
+    assert isinstance(
+        await allocate(fresh, windowed, request(ca, claim={"deviceId": "dev-old"})), Allocated
+    )
+    stale = FakeAssetRepository(
+        pending(approved_serial=None, approved_at=NOW - timedelta(minutes=16))
+    )
+    outcome = await allocate(stale, windowed, request(ca, claim={"deviceId": "dev-old"}))
+    assert isinstance(outcome, Refused)
+    assert isinstance(outcome.error, ReplacementRefused)
+    assert outcome.error.rule == "approval-unbound"
+
+
+async def test_the_ttl_comes_from_the_policy(ca, demo_policy):
+    repo = FakeAssetRepository(pending(approved_at=NOW - timedelta(hours=2)))
+    short = with_replacement(demo_policy, approval_ttl_hours=1)
+    outcome = await allocate(repo, short, request(ca, claim={"deviceId": "dev-old"}))
+    assert isinstance(outcome, Refused)
+    assert isinstance(outcome.error, ReplacementRefused)
+    assert outcome.error.rule == "approval-expired"
+
+
+async def test_a_takeover_the_asset_system_refuses_is_a_refused_replacement(ca, demo_policy):
+    class LostTheRace(FakeAssetRepository):
+        async def link_device(self, asset_id, link):
+            raise AssetConflict("asset API answered 409 (replacement-not-approved)")
+
+    recorded = RecordingOutbox()
+    repo = LostTheRace(pending())
+    outcome = await allocate(
+        repo, demo_policy, request(ca, claim={"deviceId": "dev-old"}), recorded
+    )
+    assert isinstance(outcome, Refused)
+    assert isinstance(outcome.error, ReplacementRefused)
+    assert outcome.error.rule == "refused-by-asset-system"
+    assert recorded.dead_letters.messages[0]["reason"] == "replacement-refused"
+
+
+async def test_the_devices_reason_is_sanitised_and_capped(ca, demo_policy):
+    repo = FakeAssetRepository(pending())
+    claim = {"deviceId": "dev-old", "reason": "bro\x00ken\n\u202e" + "x" * 5000}
+    await allocate(repo, demo_policy, request(ca, claim=claim))
+    reason = repo.links[0][1].device_reason
+    assert reason is not None
+    assert reason.startswith("bro?ken??")
+    assert len(reason) == 256
+    assert reason.isascii()
+    assert reason.isprintable()
 
 
 async def test_a_spoofed_claim_is_400_and_dead_lettered(ca, demo_policy):
@@ -146,15 +260,15 @@ async def test_a_spoofed_claim_is_400_and_dead_lettered(ca, demo_policy):
     body = request(ca, claim={"deviceId": "dev-old", "reason": "trust me"}).model_dump(
         by_alias=True, mode="json"
     )
+    recorded = RecordingOutbox()
     answer = await answer_allocation(
-        json.dumps(body).encode(),
-        request_id="r1",
-        service=service(repo, demo_policy, ListQueue()),
+        json.dumps(body).encode(), request_id="r1", service=service(repo, demo_policy, recorded)
     )
     assert answer.status == 400
-    assert json.loads(answer.body)["type"].endswith(":replacement-refused")
-    assert answer.dead_letter is not None
-    letter = json.loads(answer.dead_letter)
+    problem = json.loads(answer.body)
+    assert problem["type"].endswith(":replacement-refused")
+    assert "dev-old" not in problem["detail"]
+    [letter] = recorded.dead_letters.messages
     assert letter["reason"] == "replacement-refused"
     assert letter["registrationId"] == "dev-new"
     assert letter["replayable"] is False
@@ -162,53 +276,52 @@ async def test_a_spoofed_claim_is_400_and_dead_lettered(ca, demo_policy):
 
 @pytest.mark.parametrize("claim", ["dev-old", {"deviceId": "bad id/"}, {"reason": "no id"}])
 async def test_a_malformed_claim_names_the_field(ca, demo_policy, claim):
-    with pytest.raises(AttestationError, match=r"payload\.replacementFor"):
-        await service(FakeAssetRepository(), demo_policy, ListQueue()).allocate(
-            request(ca, claim=claim), LOG
-        )
+    outcome = await allocate(FakeAssetRepository(), demo_policy, request(ca, claim=claim))
+    assert isinstance(outcome, Refused)
+    assert isinstance(outcome.error, AttestationError)
+    assert "payload.replacementFor" in outcome.error.public
 
 
 async def test_the_same_serial_on_a_new_certificate_follows_the_policy(ca, demo_policy):
     asset = make_asset(
         device_id="dev-old", serial="SN-1", status="active", provisioning_status="provisioned"
     )
-    queue = ListQueue()
-    with pytest.raises(AssetNotAssignable, match="dev-old"):
-        await service(FakeAssetRepository(asset), demo_policy, queue).allocate(
-            request(ca, serial="SN-1"), LOG
-        )
-    replace = demo_policy.model_copy(
-        update={
-            "replacement": demo_policy.replacement.model_copy(update={"same_serial": "replace"})
-        }
-    )
+    outcome = await allocate(FakeAssetRepository(asset), demo_policy, request(ca, serial="SN-1"))
+    assert isinstance(outcome.error, AssetNotAssignable)
+    assert "dev-old" in outcome.error.detail
+    replace = with_replacement(demo_policy, same_serial="replace")
+    recorded = RecordingOutbox()
     repo = FakeAssetRepository(asset)
-    await service(repo, replace, queue).allocate(request(ca, serial="SN-1"), LOG)
-    assert repo.patches[0][1]["status"] == "pendingReplacement"
-    assert repo.patches[0][1]["replacement"]["approvedSerial"] == "SN-1"
+    issued = ca.issue_device("dev-new", serial_number="SN-1")
+    await allocate(repo, replace, request(ca, serial="SN-1", issued=issued), recorded)
+    approval = repo.patches[0][1]
+    assert approval["status"] == "pendingReplacement"
+    assert approval["replacement"]["approvedSerial"] == "SN-1"
+    assert approval["replacement"]["approvedThumbprint"] == issued.sha256_thumbprint
     assert repo.links[0][1].replacement_for == "dev-old"
-    assert queue.messages[0]["event"]["approvedBy"] == "policy"
+    assert recorded.reconciliation.messages[0]["event"]["approvedBy"] == "policy"
 
 
 async def test_no_queue_no_replacement(ca, demo_policy):
     repo = FakeAssetRepository(pending())
+    recorded = RecordingOutbox(
+        reconciliation=ListQueue(fail_with=QueueUnavailable("down", queue_name="reconciliation"))
+    )
     with pytest.raises(QueueUnavailable):
-        await service(repo, demo_policy, ListQueue(fail=True)).allocate(
-            request(ca, claim={"deviceId": "dev-old"}), LOG
-        )
+        await allocate(repo, demo_policy, request(ca, claim={"deviceId": "dev-old"}), recorded)
     assert repo.links == []
 
 
-def deregistration(action="disable"):
+def deregistration(action="disable", new="dev-new"):
     return ReconciliationMessage(
         kind="deregistration",
-        reason="replaced by dev-new",
+        reason=f"replaced by {new}",
         detail="broken",
         device_id="dev-old",
         asset_id="AST-1001",
         event={
             "oldDeviceId": "dev-old",
-            "newDeviceId": "dev-new",
+            "newDeviceId": new,
             "assetId": "AST-1001",
             "action": action,
         },
@@ -243,22 +356,24 @@ async def test_deregistration_disables_or_deletes_the_old_device(demo_policy, ac
     )
 
 
-async def test_the_audit_trail_tells_decision_replacement_and_refusal(ca, demo_policy):
-    from audit import ListAudit
+async def test_the_loser_of_a_race_deregisters_nothing(demo_policy):
+    hubs = FakeIotHubRegistry()
+    fallback_twin(hubs, EAST, "dev-old")
+    winner = make_asset(device_id="dev-winner", status="active", provisioning_status="provisioned")
+    rec, _ = reconciler(FakeAssetRepository(winner), hubs, demo_policy)
+    outcome = await rec.handle(deregistration(new="dev-loser"), dequeue_count=1, request_id="r")
+    assert outcome == "superseded"
+    assert hubs.disabled == set()
 
-    audit = ListAudit()
+
+async def test_the_audit_trail_tells_decision_replacement_and_refusal(ca, demo_policy):
+    recorded = RecordingOutbox()
     repo = FakeAssetRepository(pending(approved_serial="SN-NEW"))
-    svc = AllocationService(
-        assets=repo,
-        policy=demo_policy,
-        asset_api_public_url="http://assets",
-        deregistrations=ReconciliationRecorder(ListQueue()),
-        audit=audit,
-    )
+    svc = service(repo, demo_policy, recorded)
     await svc.allocate(
         request(ca, claim={"deviceId": "dev-old", "reason": "broken"}), LOG, request_id="q1"
     )
-    decided, accepted = audit.entries
+    decided, accepted = recorded.audit.entries
     assert (decided.action, decided.outcome, decided.request_id) == (
         "allocation.decided",
         "allocated",
@@ -267,18 +382,20 @@ async def test_the_audit_trail_tells_decision_replacement_and_refusal(ca, demo_p
     assert decided.details["identitySources"]["subject_serial_number"] == "certificate"
     assert decided.details["role"] == "sensor"
     assert decided.details["roleReason"] == "rule"
-    assert (accepted.action, accepted.details["oldDeviceId"], accepted.details["reason"]) == (
-        "replacement.accepted",
-        "dev-old",
+    assert accepted.action == "replacement.accepted"
+    assert accepted.details["oldDeviceId"] == "dev-old"
+    # The technician's reason is the replacement's reason; the device's is kept apart.
+    assert (accepted.details["reason"], accepted.details["deviceReason"]) == (
+        "screen cracked",
         "broken",
     )
-    with pytest.raises(ReplacementRefused):
-        await svc.allocate(
-            request(ca, device_id="dev-evil", serial="SN-X", claim={"deviceId": "dev-new"}),
-            LOG,
-            request_id="q2",
-        )
-    refused, spoof = audit.entries[2:]
+    outcome = await svc.allocate(
+        request(ca, device_id="dev-evil", serial="SN-X", claim={"deviceId": "dev-new"}),
+        LOG,
+        request_id="q2",
+    )
+    assert isinstance(outcome, Refused)
+    refused, spoof = recorded.audit.entries[2:]
     assert (refused.action, refused.outcome, refused.device_id) == (
         "allocation.refused",
         "replacement-refused",

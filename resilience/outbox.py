@@ -1,0 +1,60 @@
+"""What a flow emits, and the one way it is sent: durable queue messages first, then the trail.
+
+A flow decides what it emits (an Emission) and hands it to the Outbox before it answers. Queue
+messages go first because they are the record that keeps work from being lost: a QueueError
+propagates, so the caller answers "retry later" instead of claiming success. Audit entries go
+last and never raise (the trail keeps them until its queue takes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from audit.entry import AuditEntry
+from audit.port import AuditTrail, NoAudit
+from resilience.dead_letters import DeadLetter
+from resilience.durable_queue import DurableQueue
+from resilience.reconciliation import ReconciliationMessage
+
+
+@dataclass(frozen=True)
+class Emission:
+    """Everything one flow emits besides its answer."""
+
+    reconciliation: tuple[ReconciliationMessage, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+
+    def __add__(self, other: Emission) -> Emission:
+        return Emission(
+            self.reconciliation + other.reconciliation,
+            self.dead_letters + other.dead_letters,
+            self.audit + other.audit,
+        )
+
+    @classmethod
+    def of_audit(cls, entries: Iterable[AuditEntry]) -> Emission:
+        return cls(audit=tuple(entries))
+
+
+class Outbox:
+    def __init__(
+        self,
+        *,
+        reconciliation: DurableQueue,
+        dead_letters: DurableQueue,
+        audit: AuditTrail | None = None,
+    ) -> None:
+        self._reconciliation = reconciliation
+        self._dead_letters = dead_letters
+        self._audit: AuditTrail = audit or NoAudit()
+
+    async def send(self, emission: Emission) -> None:
+        """Raises QueueError when a queue message cannot be sent; audit entries never raise."""
+        for message in emission.reconciliation:
+            await self._reconciliation.send(message.to_message())
+        for letter in emission.dead_letters:
+            await self._dead_letters.send(letter.to_message())
+        for entry in emission.audit:
+            await self._audit.record(entry)
