@@ -18,6 +18,7 @@ from iothub_client.errors import (
 from iothub_client.hub_names import HubNames
 from iothub_client.models import DeviceRecord, Twin, TwinPatch
 from iothub_client.port import IotHubRegistry
+from iothub_client.query_literals import string_literal
 
 __all__ = [
     "DeviceNotFound",
@@ -36,4 +37,5 @@ __all__ = [
     "TwinPreconditionFailed",
     "UnknownHub",
     "parse_connection_string",
+    "string_literal",
 ]

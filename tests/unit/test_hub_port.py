@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from iothub_client import HubConnections, HubRequestRejected, IotHubRegistry
+from devstack.iothub_emulator.query import Comparison, parse_query
+from iothub_client import HubConnections, HubRequestRejected, IotHubRegistry, string_literal
 from iothub_client.sdk_adapter import SdkIotHubRegistry
 from resilience.hub_breakers import BreakerGuardedIotHubRegistry
 from resilience.hub_rate_limit import RateLimitedIotHubRegistry
@@ -63,3 +64,24 @@ async def test_the_fake_rejects_a_query_the_emulator_would_not_understand():
     with pytest.raises(HubRequestRejected) as rejected:
         await FakeIotHubRegistry().query_twins(HUB, "SELECT deviceId FROM devices")
     assert rejected.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "dev-1",
+        "it's",
+        "x' OR tags.a = 'a",
+        "back\\slash\\",
+        "\\' OR deviceId != '",
+        'double "quotes"',
+        "line\nbreak\ttab\x00nul",
+        "émoji 😀",
+        "",
+    ],
+)
+def test_a_string_literal_is_one_literal_whatever_the_value(value: str):
+    query = parse_query(
+        "SELECT * FROM devices WHERE deviceId = " + string_literal(value)  # noqa: S608
+    )
+    assert query.where == Comparison(("deviceId",), "=", value)
