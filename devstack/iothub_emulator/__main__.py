@@ -38,6 +38,16 @@ def _rate(text: str) -> float:
     return value
 
 
+def _page_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be 1-1000")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.iothub_emulator",
@@ -77,6 +87,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="per-hub device create/update/delete limit, 0 = off (default: %(default)s)",
     )
     parser.add_argument(
+        "--queries-per-minute",
+        type=_rate,
+        default=0.0,
+        help="per-hub query limit (each page counts), 0 = off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--query-page-size-max",
+        type=_page_size,
+        default=1000,
+        help="most twins a query page holds, whatever the caller asks (default: %(default)s)",
+    )
+    parser.add_argument(
         "--bearer-token",
         dest="bearer_tokens",
         action="append",
@@ -110,7 +132,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     runtimes: list[HubRuntime] = []
     try:
         sockets = [bind_socket(LOOPBACK, port) for _, port in args.hubs]
-        limits = Limits(args.twin_updates_per_second, args.identity_ops_per_minute)
+        limits = Limits(
+            twin_updates_per_second=args.twin_updates_per_second,
+            identity_ops_per_minute=args.identity_ops_per_minute,
+            queries_per_minute=args.queries_per_minute,
+            query_page_size_max=args.query_page_size_max,
+        )
         for (name, _), sock in zip(args.hubs, sockets, strict=True):
             runtimes.append(
                 open_hub(

@@ -21,10 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .continuation import continuation_token, resume_after
 from .devices import Device
 from .errors import IotHubError, argument_invalid, injected, throttled, unauthorized
 from .faults import parse_fault
 from .policies import Right
+from .query import QuerySyntaxError, parse_query
 from .runtime import HubRuntime
 from .sas import Principal
 from .throttling import TokenBucket
@@ -33,6 +35,7 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 MAX_BODY_BYTES = 256 * 1024
 _LIST_LIMIT = 1000
 _EVENTS_LIMIT = 1000
+_QUERY_PAGE_DEFAULT = 100
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,41 @@ async def get_twin(call: Call) -> Response:
     return _twin_response(call.runtime.hub.get_twin(call.device_id))
 
 
+async def query_twins(call: Call) -> Response:
+    """POST /devices/query: one page of twins, and x-ms-continuation while more match."""
+    _take(call.runtime.queries, "queries")
+    body = await call.json()
+    text = body.get("query") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        raise argument_invalid('the body must be {"query": "SELECT * FROM devices ..."}')
+    try:
+        query = parse_query(text)
+    except QuerySyntaxError as exc:
+        raise IotHubError(400, "BadRequest", f"the query could not be parsed: {exc}") from None
+    page_size = _page_size(call, call.runtime.query_page_size_max)
+    token = call.request.headers.get("x-ms-continuation")
+    after = resume_after(token, text) if token else None
+    twins, last = call.runtime.hub.query_twins(query, page_size, after)
+    headers = {"x-ms-item-type": "twin"}
+    if last is not None:
+        headers["x-ms-continuation"] = continuation_token(text, last)
+    return json_response(twins, headers=headers)
+
+
+def _page_size(call: Call, maximum: int) -> int:
+    """x-ms-max-item-count, served up to the hub's maximum; 100 when the header is absent."""
+    value = call.request.headers.get("x-ms-max-item-count")
+    if value is None:
+        return min(_QUERY_PAGE_DEFAULT, maximum)
+    try:
+        asked = int(value)
+    except ValueError:
+        raise argument_invalid("x-ms-max-item-count must be a whole number") from None
+    if asked < 1:
+        raise argument_invalid("x-ms-max-item-count must be at least 1")
+    return min(asked, maximum)
+
+
 async def update_twin(call: Call) -> Response:
     _take(call.runtime.twin_updates, "twin updates")
     body = await call.json()
@@ -199,8 +237,10 @@ _TWIN_WRITE = frozenset({Right.SERVICE_CONNECT})
 _ANY: frozenset[Right] = frozenset()
 
 # Path templates (None captures one URL-decoded segment) and the methods each allows.
+# The first template that matches wins: devices/query before devices/{id}.
 ROUTES: tuple[tuple[tuple[str | None, ...], dict[str, Endpoint]], ...] = (
     (("devices",), {"GET": Endpoint(list_devices, _READ)}),
+    (("devices", "query"), {"POST": Endpoint(query_twins, _TWIN_READ)}),
     (
         ("devices", None),
         {

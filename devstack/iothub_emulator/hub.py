@@ -18,6 +18,7 @@ from .devices import (
 )
 from .errors import IotHubError, device_exists, device_not_found, precondition_failed
 from .notifications import TwinChangeNotification
+from .query import TwinQuery
 from .store import HubStore
 from .timestamps import Clock, format_timestamp, utc_now
 from .twin import (
@@ -104,6 +105,21 @@ class Hub:
 
     def get_twin(self, device_id: str) -> JsonObject:
         return twin_document(*self._load(device_id))
+
+    def query_twins(
+        self, query: TwinQuery, page_size: int, after: str | None
+    ) -> tuple[list[JsonObject], str | None]:
+        """One page of matching twins in device id order, and the id it ends after if more match."""
+        page: list[JsonObject] = []
+        last = after
+        for device, twin in self.store.devices_after(after):
+            document = twin_document(device, twin)
+            if query.matches(document):
+                if len(page) == page_size:
+                    return page, last
+                page.append(document)
+                last = device.device_id
+        return page, None
 
     def update_twin(self, device_id: str, body: object, if_match: str | None) -> JsonObject:
         device, twin = self._load(device_id)

@@ -20,10 +20,12 @@ DATABASE_SUFFIX = ".sqlite3"
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-hub quotas; 0 turns one off."""
+    """Per-hub quotas (0 turns one off) and the largest query page (IoT Hub's is 1000)."""
 
     twin_updates_per_second: float = 50.0
     identity_ops_per_minute: float = 0.0
+    queries_per_minute: float = 0.0
+    query_page_size_max: int = 1000
 
 
 @dataclass
@@ -36,6 +38,8 @@ class HubRuntime:
     faults: FaultInjector
     twin_updates: TokenBucket | None
     identity_ops: TokenBucket | None
+    queries: TokenBucket | None
+    query_page_size_max: int
     delivery: EventDelivery | None
     clients: set[tuple[str, int]] = field(default_factory=set)
     """The (address, port) of every TCP connection that has sent a request: how many
@@ -73,5 +77,7 @@ def open_hub(
         faults=FaultInjector(),
         twin_updates=bucket_or_none(limits.twin_updates_per_second, 1.0),
         identity_ops=bucket_or_none(limits.identity_ops_per_minute, 60.0),
+        queries=bucket_or_none(limits.queries_per_minute, 60.0),
+        query_page_size_max=limits.query_page_size_max,
         delivery=delivery,
     )

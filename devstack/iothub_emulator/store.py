@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .devices import Device
@@ -117,6 +117,29 @@ class HubStore:
     def list_devices(self, limit: int) -> list[Device]:
         rows = self._conn.execute("SELECT device FROM devices ORDER BY device_id LIMIT ?", (limit,))
         return [Device.from_json(json.loads(device)) for (device,) in rows]
+
+    def devices_after(
+        self, after: str | None, batch: int = 500
+    ) -> Iterator[tuple[Device, TwinState]]:
+        """Every device and twin with an id above `after`, in id order, read `batch` at a time."""
+        cursor = after
+        while True:
+            if cursor is None:
+                rows = self._conn.execute(
+                    "SELECT device_id, device, twin FROM devices ORDER BY device_id LIMIT ?",
+                    (batch,),
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT device_id, device, twin FROM devices WHERE device_id > ? "
+                    "ORDER BY device_id LIMIT ?",
+                    (cursor, batch),
+                ).fetchall()
+            for _, device, twin in rows:
+                yield Device.from_json(json.loads(device)), TwinState.from_json(json.loads(twin))
+            if len(rows) < batch:
+                return
+            cursor = str(rows[-1][0])
 
     def save(
         self,
