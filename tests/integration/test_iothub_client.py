@@ -17,14 +17,17 @@ from iothub_client import (
     DeviceNotFound,
     HubAccessDenied,
     HubConnections,
+    HubRequestRejected,
     HubThrottled,
     HubUnavailable,
     TwinPatch,
     TwinPreconditionFailed,
     UnknownHub,
+    string_literal,
 )
 from iothub_client.sdk_adapter import SdkIotHubRegistry
 from resilience.hub_breakers import BreakerGuardedIotHubRegistry
+from resilience.hub_rate_limit import RateLimitedIotHubRegistry
 from tests.integration.iothub_fixtures import (
     BEARER_TOKEN,
     HUB_EU,
@@ -35,6 +38,15 @@ from tests.integration.iothub_fixtures import (
 )
 
 __all__ = ["iothub_emulator"]
+
+
+def registry_for_hub(emulator: RunningIotHubEmulator, hub: str = HUB_US) -> SdkIotHubRegistry:
+    """A registry of the one hub an emulator of its own serves."""
+    return SdkIotHubRegistry(
+        HubConnections.from_connection_strings({hub: emulator.connection_string(hub)}),
+        timeout_seconds=5,
+        ca_bundle=emulator.ca_cert,
+    )
 
 
 def registry_for(emulator: RunningIotHubEmulator, **overrides: str) -> SdkIotHubRegistry:
@@ -113,6 +125,25 @@ async def test_disabling_keeps_a_sas_device_on_sas(iothub_emulator, registry):
     )
     disabled = await registry.disable_device(HUB_US, device_id)
     assert (disabled.status, disabled.authentication_type) == ("disabled", "sas")
+
+
+async def test_enabling_undoes_a_disable_and_keeps_the_authentication(iothub_emulator, registry):
+    ca_device = new_device(iothub_emulator, HUB_EU)
+    sas_device = f"sas-{uuid.uuid4().hex[:8]}"
+    iothub_emulator.registry_manager(HUB_EU).create_device_with_sas(
+        sas_device, None, None, "enabled"
+    )
+    for device_id, auth in ((ca_device, "certificateAuthority"), (sas_device, "sas")):
+        disabled = await registry.disable_device(HUB_EU, device_id)
+        enabled = await registry.enable_device(HUB_EU, device_id)
+        assert (enabled.status, enabled.authentication_type) == ("enabled", auth)
+        assert enabled.etag != disabled.etag
+        assert enabled.generation_id == disabled.generation_id
+        again = await registry.enable_device(HUB_EU, device_id)
+        assert (again.status, again.etag) == ("enabled", enabled.etag), "a no-op when enabled"
+        assert (await registry.get_twin(HUB_EU, device_id)).status == "enabled"
+    with pytest.raises(DeviceNotFound):
+        await registry.enable_device(HUB_EU, f"missing-{uuid.uuid4().hex[:8]}")
 
 
 async def test_a_stale_etag_on_delete_is_refused(iothub_emulator, registry):
@@ -274,3 +305,85 @@ async def test_over_the_twin_update_limit_is_throttled_with_retry_after(slow_hub
     assert all(r.retry_after is not None and r.retry_after >= 1 for r in throttled)
     assert len(throttled) < len(results)
     assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, HubThrottled)]
+
+
+PAGE_SIZE = 4
+PENDING_BEFORE_2026 = (
+    "SELECT * FROM devices WHERE tags.provisioningState = 'pendingReconciliation'"
+    " AND tags.pendingSince < '2026-01-01T00:00:00Z'"
+)
+
+
+@pytest.fixture(scope="module")
+def paged_hub(tmp_path_factory) -> Iterator[RunningIotHubEmulator]:
+    """A hub serving at most PAGE_SIZE twins a query page, whatever the client asks for."""
+    base = tmp_path_factory.mktemp("paged-hub")
+    emulator = start_iothub_emulator(
+        base / "run",
+        base / "data" / "iothub",
+        hubs=((HUB_US, 0),),
+        extra_args=["--query-page-size-max", str(PAGE_SIZE)],
+    )
+    yield emulator
+    stop_children([emulator.child])
+
+
+async def test_a_query_returns_exactly_the_matching_twins_across_pages(paged_hub):
+    registry = registry_for_hub(paged_hub)
+    pending = {"provisioningState": "pendingReconciliation"}
+    tags_by_kind: dict[str, dict[str, Any]] = {
+        "match": {**pending, "pendingSince": "2025-11-30T23:59:59Z"},
+        "recent": {**pending, "pendingSince": "2026-01-01T00:00:00Z"},
+        "done": {"provisioningState": "provisioned", "pendingSince": "2025-01-01T00:00:00Z"},
+        "unstamped": pending,
+        "numeric": {**pending, "pendingSince": 20250101},
+    }
+    counts = {"match": 10, "recent": 3, "done": 3, "unstamped": 2, "numeric": 2}
+    expected: set[str] = set()
+    for kind, count in counts.items():
+        for _ in range(count):
+            device_id = new_device(paged_hub)
+            await registry.update_twin(
+                HUB_US, device_id, TwinPatch(tags=tags_by_kind[kind]), etag=None
+            )
+            if kind == "match":
+                expected.add(device_id)
+
+    found = await registry.query_twins(HUB_US, PENDING_BEFORE_2026)
+    assert sorted(twin.device_id for twin in found) == sorted(expected)
+    assert len(found) > PAGE_SIZE, "the answer spanned several pages"
+    assert all(twin.hub == HUB_US and twin.etag and twin.version for twin in found)
+    assert all(twin.tags == tags_by_kind["match"] for twin in found)
+
+    first_six = await registry.query_twins(HUB_US, PENDING_BEFORE_2026, limit=6)
+    assert [twin.device_id for twin in first_six] == sorted(expected)[:6]
+    everything = await registry.query_twins(HUB_US, "SELECT * FROM devices")
+    assert len(everything) == sum(counts.values())
+
+
+async def test_a_query_the_hub_does_not_understand_is_rejected_without_its_text(
+    iothub_emulator, registry
+):
+    query = "SELECT * FROM devices WHERE tags.secretMarker IN ['a']"
+    with pytest.raises(HubRequestRejected) as rejected:
+        await registry.query_twins(HUB_US, query)
+    assert rejected.value.status == 400
+    assert "BadRequest" in str(rejected.value)
+    assert "secretMarker" not in str(rejected.value)
+
+
+async def test_queries_and_enables_pass_the_breaker_and_the_rate_limiter(iothub_emulator):
+    hubs = (HUB_US, HUB_EU)
+    registry = RateLimitedIotHubRegistry(
+        BreakerGuardedIotHubRegistry(registry_for(iothub_emulator), hubs=hubs),
+        hubs=hubs,
+        twin_updates_per_second=50,
+    )
+    device_id = new_device(iothub_emulator, HUB_EU)
+    marker = uuid.uuid4().hex
+    await registry.update_twin(HUB_EU, device_id, TwinPatch(tags={"marker": marker}), etag=None)
+    await registry.disable_device(HUB_EU, device_id)
+    assert (await registry.enable_device(HUB_EU, device_id)).status == "enabled"
+    query = "SELECT * FROM devices WHERE tags.marker = " + string_literal(marker)  # noqa: S608
+    [twin] = await registry.query_twins(HUB_EU, query)
+    assert (twin.device_id, twin.status) == (device_id, "enabled")
