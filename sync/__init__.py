@@ -6,7 +6,15 @@ The triggers live in sync.blueprint, imported only by function_app.
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
 from sync.asset_to_twin import TwinPlan, plan_twin_update
 from sync.device_sync_service import BatchOutcome, RawTwinEvent, TwinToAssetSync
-from sync.events import AssetEvent, InvalidEvent, TwinChange, asset_event_from, twin_change_from
+from sync.events import (
+    AssetEvent,
+    InvalidEvent,
+    TwinChange,
+    asset_event_from,
+    twin_change_from,
+    twin_change_from_record,
+    twin_change_record,
+)
 from sync.ownership import FIELD_OWNERSHIP, FieldRule, Owner
 from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
 
@@ -29,4 +37,6 @@ __all__ = [
     "plan_asset_update",
     "plan_twin_update",
     "twin_change_from",
+    "twin_change_from_record",
+    "twin_change_record",
 ]

@@ -15,7 +15,7 @@ from observability import DeviceLog
 from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
 from roles import assign_role
 from sync.errors import SyncConflict
-from sync.events import InvalidEvent, TwinChange, twin_change_from
+from sync.events import InvalidEvent, TwinChange, twin_change_from, twin_change_record
 from sync.twin_to_asset import is_own_echo, plan_asset_update
 
 _logger = logging.getLogger("sync.twin_to_asset")
@@ -73,6 +73,14 @@ class TwinToAssetSync:
                     raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
                 )
             except InvalidEvent as error:
+                _logger.warning(
+                    "twin change event refused; dead-lettered",
+                    extra={
+                        "requestId": request_id,
+                        "reason": "invalid event",
+                        "detail": str(error),
+                    },
+                )
                 await self._record(raw, None, "invalid event", str(error), request_id, True)
                 outcome.recorded += 1
                 continue
@@ -193,11 +201,9 @@ class TwinToAssetSync:
                 hub=change.hub_name if change else None,
                 request_id=request_id,
                 event=capped_event(
-                    {
-                        "body": raw.body.decode("utf-8", "replace"),
-                        "properties": raw.properties,
-                        "sequenceNumber": raw.sequence_number,
-                    }
+                    twin_change_record(
+                        raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
+                    )
                 ),
             )
         )

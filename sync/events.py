@@ -1,4 +1,8 @@
-"""The two inbound event kinds, parsed and checked: asset-change events and twin changes."""
+"""The two inbound event kinds, parsed and checked: asset-change events and twin changes.
+
+A twin change counts only with the system properties IoT Hub stamps on it (the sender cannot
+set those through the hub): anything else on the Event Hub is forged or replayed by hand.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from asset_client.models import ASSET_ID_PATTERN
+from sync.constraints import DEVICE_ID
 
-_DEVICE_ID = re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}")
 _SUBJECT = re.compile(r"/assets/([^/]+)")
 _METADATA_KEYS = ("$metadata", "$version")
+_TWIN_CHANGE_SOURCE = "twinChangeEvents"
+_IOTHUB_PREFIX = "iothub-"
+"""System properties as Event Hubs names them; the Python worker's iothub_metadata drops it."""
 
 
 class InvalidEvent(ValueError):
@@ -80,25 +88,29 @@ def twin_change_from(
     iothub_metadata: Mapping[str, Any],
     sequence_number: int | None = None,
 ) -> TwinChange:
+    """`properties` are the application properties, `iothub_metadata` the system properties
+    without their `iothub-` prefix (func.EventHubEvent.iothub_metadata).
+
+    InvalidEvent messages name what is wrong, never a value of the event: they are logged.
+    """
     schema = properties.get("iothub-message-schema")
     if schema != "twinChangeNotification":
-        raise InvalidEvent(f"not a twin change notification (schema {str(schema)[:40]!r})")
+        raise InvalidEvent("not a twin change notification (iothub-message-schema)")
     device_id = properties.get("deviceId")
-    connection_device = iothub_metadata.get("connection-device-id")
-    if connection_device and device_id and connection_device != device_id:
-        raise InvalidEvent("deviceId and iothub-connection-device-id disagree")
-    device_id = device_id or connection_device
-    if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID.fits(device_id):
         raise InvalidEvent("the event names no valid device id")
+    _check_system_properties(device_id, iothub_metadata)
     if properties.get("moduleId"):
         raise InvalidEvent("module twins are not synchronised")
     op_type = str(properties.get("opType") or "")
     if op_type not in ("updateTwin", "replaceTwin"):
-        raise InvalidEvent(f"unknown opType {op_type[:40]!r}")
+        raise InvalidEvent("unknown opType: neither updateTwin nor replaceTwin")
     try:
         document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidEvent("the body is not JSON") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers undecodable bytes and integers too long for int(); RecursionError
+        # nesting deeper than the parser's stack.
+        raise InvalidEvent("the body is not JSON this app can read") from exc
     if not isinstance(document, dict):
         raise InvalidEvent("the body is not a JSON object")
     sections = document.get("properties")
@@ -116,6 +128,70 @@ def twin_change_from(
         reported=_section(sections.get("reported"), "properties.reported"),
         sequence_number=sequence_number,
     )
+
+
+def _check_system_properties(device_id: str, iothub_metadata: Mapping[str, Any]) -> None:
+    """The names only: the values of a forged event are the forger's, and may name another
+    device, so they stay out of the error (which is logged and dead-lettered)."""
+    if iothub_metadata.get("message-source") != _TWIN_CHANGE_SOURCE:
+        raise InvalidEvent(
+            f"system property iothub-message-source is missing or not {_TWIN_CHANGE_SOURCE}"
+        )
+    if iothub_metadata.get("connection-device-id") != device_id:
+        raise InvalidEvent(
+            "system property iothub-connection-device-id is missing or differs from deviceId"
+        )
+    enqueued = iothub_metadata.get("enqueuedtime")
+    if not isinstance(enqueued, str | datetime) or not str(enqueued).strip():
+        raise InvalidEvent("system property iothub-enqueuedtime is missing")
+
+
+def twin_change_record(
+    body: bytes,
+    properties: Mapping[str, Any],
+    iothub_metadata: Mapping[str, Any],
+    sequence_number: int | None,
+) -> dict[str, Any]:
+    """A twin change as the reconciliation queue and the dead letters keep it: the Event Hub
+    message's shape (system properties under their full names), so it can be judged and
+    replayed exactly as it arrived."""
+    return {
+        "body": body.decode("utf-8", "replace"),
+        "properties": dict(properties),
+        "systemProperties": {
+            f"{_IOTHUB_PREFIX}{name}": _json_safe(value) for name, value in iothub_metadata.items()
+        },
+        "sequenceNumber": sequence_number,
+    }
+
+
+def twin_change_from_record(event: Mapping[str, Any]) -> TwinChange:
+    """The twin change a twin_change_record holds, checked exactly as on arrival."""
+    if event.get("truncated"):
+        raise InvalidEvent("the recorded event was too large to keep")
+    body, properties = event.get("body"), event.get("properties")
+    system = event.get("systemProperties")
+    system = {} if system is None else system
+    if not isinstance(body, str):
+        raise InvalidEvent("the recorded event has no body text")
+    if not isinstance(properties, Mapping) or not isinstance(system, Mapping):
+        raise InvalidEvent("the recorded event's properties are not objects")
+    sequence = event.get("sequenceNumber")
+    metadata = {
+        name.removeprefix(_IOTHUB_PREFIX): value
+        for name, value in system.items()
+        if isinstance(name, str) and name.startswith(_IOTHUB_PREFIX)
+    }
+    return twin_change_from(
+        body.encode("utf-8", "replace"),
+        properties,
+        metadata,
+        sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else None,
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def _section(value: Any, name: str) -> dict[str, Any] | None:

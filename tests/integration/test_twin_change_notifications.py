@@ -20,6 +20,7 @@ import pytest
 from devstack.processes import Child, start_child, stop_children, wait_ready
 from iothub_client import HubConnections, TwinPatch
 from iothub_client.sdk_adapter import SdkIotHubRegistry
+from sync.events import twin_change_from
 from tests.integration.iothub_fixtures import (
     HUB_US,
     RunningIotHubEmulator,
@@ -167,6 +168,9 @@ async def test_a_device_reported_update_is_a_notification_too(setup, registry):
     assert body["properties"]["reported"]["firmwareVersion"] == "2.1.0"
     assert event["properties"]["opType"] == "updateTwin"
     assert (await registry.get_twin(HUB_US, device_id)).reported == {"firmwareVersion": "2.1.0"}
+    # What the function received passes sync's check of IoT Hub's system properties.
+    change = twin_change_from(event["body"].encode(), event["properties"], event["iothub_metadata"])
+    assert (change.device_id, change.reported) == (device_id, {"firmwareVersion": "2.1.0"})
 
 
 async def test_a_replace_is_a_replace_twin_notification_with_the_full_twin(setup):

@@ -197,7 +197,11 @@ def twin_event(device_id, reported=None, tags=None, seq=1):
             "opType": "updateTwin",
             "iothub-message-schema": "twinChangeNotification",
         },
-        iothub_metadata={"connection-device-id": device_id},
+        iothub_metadata={
+            "message-source": "twinChangeEvents",
+            "connection-device-id": device_id,
+            "enqueuedtime": "2026-11-26T00:00:00Z",
+        },
         sequence_number=seq,
     )
 
