@@ -16,7 +16,7 @@ from sync.events import (
     twin_change_record,
 )
 from sync.ownership import FIELD_OWNERSHIP, FieldRule, Owner
-from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
+from sync.twin_to_asset import AssetPlan, InvalidValue, is_own_echo, plan_asset_update
 
 __all__ = [
     "FIELD_OWNERSHIP",
@@ -27,6 +27,7 @@ __all__ = [
     "BatchOutcome",
     "FieldRule",
     "InvalidEvent",
+    "InvalidValue",
     "Owner",
     "RawTwinEvent",
     "TwinChange",

@@ -16,7 +16,8 @@ from resilience.reconciliation import ReconciliationMessage, ReconciliationRecor
 from roles import assign_role
 from sync.errors import SyncConflict
 from sync.events import InvalidEvent, TwinChange, twin_change_from, twin_change_record
-from sync.twin_to_asset import is_own_echo, plan_asset_update
+from sync.refusals import refusal_entries
+from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
 
 _logger = logging.getLogger("sync.twin_to_asset")
 DeviceResult = Literal["echo", "no device-owned change", "unknown device", "unchanged", "written"]
@@ -131,40 +132,18 @@ class TwinToAssetSync:
         for _attempt in range(self._max_attempts):
             role = assign_role(asset.asset_type, self._policy.role_rules, self._policy.default_role)
             plan = plan_asset_update(change, asset, role.permissions)
-            for name, action in plan.refused:
-                log.warning(
-                    "device reported a field its role does not allow",
-                    audit="reportRefused",
-                    field=name,
-                    action=action,
-                    role=role.role.value,
-                )
-                await self._audit.record(
-                    AuditEntry(
-                        action="sync.refused",
-                        actor="twin-sync",
-                        outcome="reported field refused",
-                        registration_id=change.device_id,
-                        device_id=change.device_id,
-                        asset_id=asset.asset_id,
-                        hub=change.hub_name,
-                        request_id=log.fields.get("requestId"),
-                        details={"field": name, "requires": action, "role": role.role.value},
+            if plan.patch is not None:
+                try:
+                    await self._assets.patch_asset(
+                        asset.asset_id, plan.patch, if_match=asset.version
                     )
-                )
-            if plan.serial_mismatch:
-                log.warning(
-                    "device reports another serial number than its asset",
-                    audit="serialMismatch",
-                    reported=plan.serial_mismatch,
-                )
+                except AssetVersionConflict:
+                    asset = await self._assets.get_asset(asset.asset_id)
+                    continue
+            # Only the plan that stood is reported: a re-read asset may have changed the role.
+            await self._report_refusals(change, asset, plan, role.role.value, log)
             if plan.patch is None:
                 return "unchanged"
-            try:
-                await self._assets.patch_asset(asset.asset_id, plan.patch, if_match=asset.version)
-            except AssetVersionConflict:
-                asset = await self._assets.get_asset(asset.asset_id)
-                continue
             log.info("asset updated from twin", copied=",".join(plan.copied), hub=change.hub_name)
             await self._audit.record(
                 AuditEntry(
@@ -181,6 +160,33 @@ class TwinToAssetSync:
             )
             return "written"
         raise SyncConflict(f"asset {asset.asset_id} kept changing under {self._max_attempts} tries")
+
+    async def _report_refusals(
+        self, change: TwinChange, asset: Asset, plan: AssetPlan, role: str, log: DeviceLog
+    ) -> None:
+        for name, action in plan.refused:
+            log.warning(
+                "device reported a field its role does not allow",
+                audit="reportRefused",
+                field=name,
+                action=action,
+                role=role,
+            )
+        for item in plan.invalid:
+            log.warning(
+                "device reported a value its field's constraint refuses",
+                audit="reportInvalid",
+                field=item.field,
+                rule=item.rule,
+                violation=item.violation,
+            )
+        if plan.serial_mismatch:
+            log.warning(
+                "device reports another serial number than its asset", audit="serialMismatch"
+            )
+        entries = refusal_entries(change, asset.asset_id, plan, role, log.fields.get("requestId"))
+        for entry in entries:
+            await self._audit.record(entry)
 
     async def _record(
         self,

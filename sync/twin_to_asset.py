@@ -12,12 +12,22 @@ from sync.ownership import DEVICE_REPORTED
 
 
 @dataclass(frozen=True)
+class InvalidValue:
+    """A reported value that breaks its field's constraint: named by field and rule only."""
+
+    field: str
+    rule: str
+    violation: str
+
+
+@dataclass(frozen=True)
 class AssetPlan:
     patch: dict[str, Any] | None
     copied: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
-    serial_mismatch: str | None = None
+    invalid: tuple[InvalidValue, ...] = ()
+    serial_mismatch: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -29,13 +39,16 @@ def is_own_echo(change: TwinChange) -> bool:
 def plan_asset_update(change: TwinChange, asset: Asset, permissions: RolePermissions) -> AssetPlan:
     """Copy device-owned reported values that differ from the asset; ignore everything else.
 
-    Identical reported writes still raise events (CONTRACTS.md §2): they plan no write.
+    A value its role does not allow is refused, one that breaks its constraint is invalid;
+    either way the other fields of the change still count. Identical reported writes still
+    raise events (CONTRACTS.md §2): they plan no write.
     """
     attributes: dict[str, Any] = {}
     copied: list[str] = []
     ignored: list[str] = []
     refused: list[tuple[str, str]] = []
-    serial_mismatch = None
+    invalid: list[InvalidValue] = []
+    serial_mismatch = False
     for key, value in (change.reported or {}).items():
         rule = DEVICE_REPORTED.get(key)
         if rule is None:
@@ -44,9 +57,15 @@ def plan_asset_update(change: TwinChange, asset: Asset, permissions: RolePermiss
         if rule.required_action and not authorize(permissions, rule.required_action):
             refused.append((key, rule.required_action))
             continue
+        if value is not None and rule.constraint is not None:
+            violation = rule.constraint.violation(value)
+            if violation is not None:
+                invalid.append(InvalidValue(key, rule.constraint.description, violation))
+                continue
         if rule.asset_path is None:
-            if value is not None and value != asset.serial_number:
-                serial_mismatch = str(value)[:128]
+            serial_mismatch = serial_mismatch or (
+                value is not None and value != asset.serial_number
+            )
             continue
         name = rule.asset_path[-1]
         if asset.attributes.get(name) != value and not (
@@ -59,5 +78,6 @@ def plan_asset_update(change: TwinChange, asset: Asset, permissions: RolePermiss
         copied=tuple(copied),
         ignored=tuple(ignored),
         refused=tuple(refused),
+        invalid=tuple(invalid),
         serial_mismatch=serial_mismatch,
     )

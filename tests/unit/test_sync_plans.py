@@ -189,8 +189,8 @@ def test_a_serial_echo_is_checked_not_copied():
     other = plan_asset_update(
         change({"serialNumber": "SN-X"}), asset, permissions_for(RoleName.SENSOR)
     )
-    assert (same.patch, same.serial_mismatch) == (None, None)
-    assert (other.patch, other.serial_mismatch) == (None, "SN-X")
+    assert (same.patch, same.serial_mismatch) == (None, False)
+    assert (other.patch, other.serial_mismatch) == (None, True)
 
 
 def test_a_null_report_removes_the_copied_attribute():
