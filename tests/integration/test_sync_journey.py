@@ -6,6 +6,11 @@ Every write is counted: twin writes by the twin's version, asset writes by the a
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from azure.storage.queue import QueueClient
 
 from allocation.policy import load_policy
 from asset_client import Asset
@@ -341,3 +347,148 @@ def test_an_etag_conflict_on_the_twin_is_reread_and_reapplied(stack, device):
     )
     stack.settle(hub, device_id, asset_id)
     assert stack.twin(hub, device_id).version == before + 1 == twin.version
+
+
+# --- untrusted reports and forged events, delivered as the Event Hubs trigger would -------------
+
+HOSTILE = "Zq7\u2603"
+"""In the hostile value only: it must appear in no audit entry."""
+
+
+def twin_change_event(
+    device_id: str, reported: dict[str, Any], sequence: int, *, system: bool = True
+) -> dict[str, Any]:
+    """A twin change notification as IoT Hub routes it to its built-in Event Hub endpoint;
+    without `system`, what a sender with only the Event Hub's send rights could forge."""
+    enqueued = "2026-11-26T05:00:00.1234567Z"
+    return {
+        "body": json.dumps({"version": sequence, "properties": {"reported": reported}}),
+        "properties": {
+            "hubName": "hub-us-east",
+            "deviceId": device_id,
+            "opType": "updateTwin",
+            "iothub-message-schema": "twinChangeNotification",
+            "operationTimestamp": enqueued,
+        },
+        "systemProperties": (
+            {
+                "iothub-message-source": "twinChangeEvents",
+                "iothub-connection-device-id": device_id,
+                "iothub-enqueuedtime": enqueued,
+                "content-type": "application/json",
+                "content-encoding": "utf-8",
+            }
+            if system
+            else {"content-type": "application/json"}
+        ),
+        "enqueuedTimeUtc": enqueued,
+    }
+
+
+def deliver(stack: Stack, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One batch to the dev host's Event Hub endpoint; answers once the function has run."""
+    response = httpx.post(
+        f"{stack.d['functionHost']}/admin/devstack/eventhubs/{stack.d['twinEventsHub']}",
+        json={"events": events},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def operator(stack: Stack, *args: str) -> Any:
+    completed = subprocess.run(
+        [sys.executable, "-m", "operator_cli", *args],
+        cwd=REPO,
+        env={**os.environ, "AzureWebJobsStorage": stack.d["storage"]["connectionString"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return json.loads(completed.stdout)
+
+
+def audit_of(stack: Stack, device_id: str, action: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = operator(stack, "audit", "device", device_id, "--json")["items"]
+    return [entry for entry in entries if entry["action"] == action]
+
+
+@pytest.fixture
+def second_device(stack: Stack, tmp_path: Path) -> tuple[str, str, str]:
+    asset_id, serial = stack.create_asset("temperature-sensor", "us-east/plant-4/line-2")
+    device_id = f"sync-{uuid.uuid4().hex[:8]}"
+    hub = stack.provision(device_id, serial, tmp_path)
+    stack.settle(hub, device_id, asset_id)
+    return hub, device_id, asset_id
+
+
+def test_a_hostile_report_is_refused_and_audited_while_its_batch_is_written(
+    stack, device, second_device
+):
+    hub, device_id, asset_id = device
+    _, other_id, other_asset = second_device
+    hostile = {"firmwareVersion": "7.0.1", "health": f"\x1b[2J{HOSTILE}" + "x" * 5000}
+    result = deliver(
+        stack,
+        [
+            twin_change_event(device_id, hostile, 900),
+            twin_change_event(other_id, {"health": "ok-7"}, 901),
+        ],
+    )
+    assert (result["invocations"], result["failed"]) == (1, 0), "one batch, not poisoned"
+
+    asset = stack.asset(asset_id)
+    assert asset["attributes"]["firmwareVersion"] == "7.0.1", "the valid field is written"
+    assert "health" not in asset["attributes"], "the invalid one is not"
+    assert stack.asset(other_asset)["attributes"]["health"] == "ok-7", "the batch went on"
+
+    [refusal] = eventually(
+        lambda: audit_of(stack, device_id, "sync.refused"), lambda found: len(found) >= 1
+    )
+    assert (refusal["actor"], refusal["outcome"]) == ("twin-sync", "invalid reported value")
+    assert refusal["assetId"] == asset_id
+    assert refusal["details"]["field"] == "health"
+    assert refusal["details"]["violation"] == "length outside 1-32"
+    assert refusal["details"]["rule"].startswith("a string of 1-32 characters")
+    assert HOSTILE not in json.dumps(refusal)
+    log = Path(stack.d["logs"]["function-host"]).read_text(errors="replace")
+    assert HOSTILE not in log, "nor in the host's log"
+    assert "reportInvalid" in log
+    stack.settle(hub, device_id, asset_id)
+
+
+def test_a_forged_twin_change_changes_nothing_and_is_dead_lettered(stack, device):
+    _, device_id, asset_id = device
+    before = stack.asset(asset_id)
+    forged = twin_change_event(device_id, {"firmwareVersion": "6.6.6"}, 902, system=False)
+    result = deliver(stack, [forged])
+    assert (result["invocations"], result["failed"]) == (1, 0)
+    after = stack.asset(asset_id)
+    assert after["version"] == before["version"], "nothing was written"
+    assert "firmwareVersion" not in after["attributes"]
+
+    # Peeked, as an operator's listing would hide the messages for a while.
+    queue = QueueClient.from_connection_string(
+        stack.d["storage"]["connectionString"], "dead-letters"
+    )
+    letters = [
+        json.loads(base64.b64decode(m.content)) for m in queue.peek_messages(max_messages=32)
+    ]
+    mine = [
+        letter
+        for letter in letters
+        if (letter.get("request") or {}).get("properties", {}).get("deviceId") == device_id
+    ]
+    assert len(mine) == 1, letters
+    [letter] = mine
+    assert (letter["kind"], letter["source"], letter["reason"]) == (
+        "twinChange",
+        "sync",
+        "invalid event",
+    )
+    assert letter["replayable"] is False
+    assert "iothub-message-source" in letter["detail"]
+    assert letter["request"]["systemProperties"] == {}, "kept as it arrived, for the operator"
