@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 APP_ROOT = Path(__file__).resolve().parent
 
@@ -104,12 +105,12 @@ class AppSettings(BaseSettings):
         """IOT_HUB_CONNECTION_STRINGS: a JSON object, hub host name -> service connection string."""
         if self.iot_hub_connection_strings is None:
             return {}
-        try:
-            parsed = json.loads(self.iot_hub_connection_strings.get_secret_value())
-        except json.JSONDecodeError:
+        parsed, problem = _decoded(self.iot_hub_connection_strings.get_secret_value())
+        if problem is not None:
             raise ConfigurationError(
-                "IOT_HUB_CONNECTION_STRINGS must be a JSON object of hub name -> connection string"
-            ) from None
+                "IOT_HUB_CONNECTION_STRINGS must be a JSON object of hub name -> connection "
+                f"string ({problem})"
+            )
         if not isinstance(parsed, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
         ):
@@ -123,7 +124,23 @@ class AppSettings(BaseSettings):
         return [name.strip() for name in names if name.strip()]
 
 
+def _decoded(text: str) -> tuple[Any, str | None]:
+    """The JSON value, or the parser's words and position: never its exception, which keeps a
+    copy of the text (`doc`) and would travel as the context of an error raised meanwhile."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except (ValueError, RecursionError) as exc:  # an integer too long, nesting too deep
+        return None, f"{type(exc).__name__} while parsing"
+
+
 def load_settings() -> AppSettings:
+    """The settings, else ConfigurationError naming each bad setting but quoting no value.
+
+    A value may be a key (a connection string pasted into the wrong setting), so neither the
+    message nor the exception chain carries one: pydantic's own error text quotes its input.
+    """
     try:
         return AppSettings()
     except ValidationError as exc:
@@ -131,4 +148,18 @@ def load_settings() -> AppSettings:
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)
         )
-        raise ConfigurationError(f"invalid app settings: {problems}") from exc
+    except SettingsError as exc:
+        problems = _unparsable_setting(exc)
+    # Raised outside the handlers: the error carries no chained exception that quotes a value.
+    raise ConfigurationError(f"invalid app settings: {problems}")
+
+
+_UNPARSABLE_FIELD = re.compile(r'field "(?P<field>\w+)"')
+
+
+def _unparsable_setting(exc: SettingsError) -> str:
+    """pydantic-settings could not decode a JSON setting; it names the field, not the setting."""
+    match = _UNPARSABLE_FIELD.search(str(exc))
+    field = AppSettings.model_fields.get(match["field"]) if match else None
+    alias = field.validation_alias if field is not None else None
+    return f"{alias if isinstance(alias, str) else 'a JSON setting'}: not valid JSON"

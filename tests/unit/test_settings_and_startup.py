@@ -3,12 +3,15 @@
 import subprocess
 import sys
 import tomllib
+import traceback
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from packaging.requirements import Requirement
 
-from settings import ConfigurationError, load_settings
+from settings import AppSettings, ConfigurationError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = {
@@ -89,6 +92,102 @@ def test_a_bad_setting_is_named(env, name, value):
         load_settings()
 
 
+KEY = "c2VjcmV0LWtleS1ub3QtdG8tYmUtbG9nZ2Vk"
+HUB_CONNECTION = (
+    f"HostName=hub-us-east.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}"
+)
+STORAGE_CONNECTION = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY}"
+
+
+def _everything_printed(error: BaseException) -> str:
+    """What a crash would print: the message and every chained exception's traceback."""
+    return "".join(traceback.format_exception(error))
+
+
+def _shows_key(text: str) -> bool:
+    """Any third of the key: pydantic shows a long input's head and tail, not all of it."""
+    return any(KEY[i : i + 12] in text for i in range(0, len(KEY), 12))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # A connection string pasted into the wrong setting: pydantic quotes its input.
+        ("ASSET_API_URL", HUB_CONNECTION),
+        ("ASSET_MANAGEMENT_PUBLIC_URL", STORAGE_CONNECTION),
+        ("QUEUE_MESSAGE_ENCODING", STORAGE_CONNECTION),
+        ("RECONCILIATION_QUEUE", HUB_CONNECTION),
+        ("IOT_HUB_TIMEOUT_SECONDS", HUB_CONNECTION),
+        ("IOT_HUB_ENDPOINTS", f'["{HUB_CONNECTION}"]'),
+        ("IOT_HUB_ENDPOINTS", f'{{"hub-us-east.azure-devices.net": {HUB_CONNECTION}}}'),
+    ],
+)
+def test_a_bad_setting_holding_a_key_is_named_without_the_key(env, name, value):
+    env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name) as caught:
+        load_settings()
+    assert not _shows_key(_everything_printed(caught.value))
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+
+
+def test_an_unparsable_json_setting_is_a_configuration_error_naming_it(env):
+    env.setenv("IOT_HUB_ENDPOINTS", "{not json")
+    with pytest.raises(ConfigurationError, match="IOT_HUB_ENDPOINTS: not valid JSON"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        HUB_CONNECTION,
+        f'{{"hub-us-east.azure-devices.net": "{HUB_CONNECTION}"',
+        f"{{'hub-us-east.azure-devices.net': '{HUB_CONNECTION}'}}",
+        f'{{"hub-us-east.azure-devices.net": {HUB_CONNECTION}}}',
+        f'["{HUB_CONNECTION}"]',
+        f'{{"hub-us-east.azure-devices.net": ["{HUB_CONNECTION}"]}}',
+        "[" * 100_000 + KEY,
+        "1" * 5_000 + KEY,
+    ],
+)
+def test_malformed_iot_hub_connection_strings_never_print_the_key(env, value):
+    env.setenv("IOT_HUB_CONNECTION_STRINGS", value)
+    settings = load_settings()
+    with pytest.raises(ConfigurationError, match="IOT_HUB_CONNECTION_STRINGS must be") as caught:
+        settings.iot_hub_connection_map()
+    assert not _shows_key(_everything_printed(caught.value))
+    assert caught.value.__context__ is None
+
+
+def test_a_json_syntax_error_says_where_without_quoting(env):
+    env.setenv("IOT_HUB_CONNECTION_STRINGS", f'{{"hub": "{HUB_CONNECTION}" "x"}}')
+    with pytest.raises(ConfigurationError, match=r"Expecting ',' delimiter at line 1 column"):
+        load_settings().iot_hub_connection_map()
+
+
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    template=st.sampled_from(["{}", '{{"hub": "{}"}}', '{{"hub": {}}}', '["{}"]', "{{{}"]),
+)
+def test_no_iot_hub_connection_strings_error_carries_the_key(before, after, template):
+    settings = AppSettings.model_validate(
+        {**GOOD, "IOT_HUB_CONNECTION_STRINGS": before + template.format(HUB_CONNECTION) + after}
+    )
+    outcome = _connection_map_or_error(settings)
+    if isinstance(outcome, ConfigurationError):
+        assert not _shows_key(_everything_printed(outcome))
+    else:
+        assert all(isinstance(v, str) for v in outcome.values())
+
+
+def _connection_map_or_error(settings: AppSettings) -> dict[str, str] | ConfigurationError:
+    try:
+        return settings.iot_hub_connection_map()
+    except ConfigurationError as error:
+        return error
+
+
 def test_the_sample_settings_file_lists_every_setting():
     import json
 
@@ -139,6 +238,22 @@ def test_the_app_fails_at_start_up_naming_the_setting(overrides, named):
     assert "ConfigurationError" in result.stderr
     assert named in result.stderr
     assert "s3cr3t-key" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"ASSET_API_URL": HUB_CONNECTION}, "ASSET_API_URL"),
+        ({"IOT_HUB_ENDPOINTS": f"{{{HUB_CONNECTION}"}, "IOT_HUB_ENDPOINTS"),
+        ({"IOT_HUB_CONNECTION_STRINGS": f'{{"hub": {HUB_CONNECTION}}}'}, "IOT_HUB_CONNECTION_STR"),
+    ],
+)
+def test_a_start_up_failure_prints_no_key(overrides, named):
+    result = _start(overrides)
+    assert result.returncode != 0
+    assert "ConfigurationError" in result.stderr
+    assert named in result.stderr
+    assert not _shows_key(result.stderr + result.stdout)
 
 
 def test_requirements_txt_matches_pyproject_runtime_dependencies():
