@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from asset_client import AssetUnavailable
+from asset_client import AssetContractViolation, AssetUnavailable
 from iothub_client import DeviceNotFound
 from reconciliation import Reconciler
 from resilience.dead_letters import DeadLetterRecorder
@@ -115,6 +115,10 @@ async def test_an_unknown_device_under_reject_is_disabled_and_dead_lettered(demo
     assert "no asset" in letter["reason"]
     assert letter["replayable"] is False
     assert letter["request"]["subjectSerialNumber"] == "SN-1001"
+    tags = hubs.twins[(EAST, "dev-1")]["tags"]
+    assert tags["provisioningState"] == "refused"
+    assert "pendingSince" not in tags
+    assert tags["refusedAt"].endswith("Z")
 
 
 async def test_an_unknown_device_under_quarantine_is_tagged(demo_policy):
@@ -136,6 +140,57 @@ async def test_an_asset_taken_by_another_device_refuses_the_fallback_device(demo
     assert await rec.handle(fallback_message(), dequeue_count=1, request_id="r") == "refused"
     assert (EAST, "dev-1") in hubs.disabled
     assert "linked to device 'other'" in dead.messages[0]["reason"]
+    assert hubs.twins[(EAST, "dev-1")]["tags"]["provisioningState"] == "refused"
+
+
+async def test_a_retired_asset_refuses_the_fallback_device(demo_policy):
+    hubs = FakeIotHubRegistry()
+    fallback_twin(hubs)
+    rec, dead = reconciler(FakeAssetRepository(make_asset(status="retired")), hubs, demo_policy)
+    assert await rec.handle(fallback_message(), dequeue_count=1, request_id="r") == "refused"
+    assert (EAST, "dev-1") in hubs.disabled
+    assert "retired" in dead.messages[0]["reason"]
+
+
+async def test_a_broken_asset_record_refuses_the_fallback_device_rather_than_retrying(
+    demo_policy,
+):
+    class Broken(FakeAssetRepository):
+        async def find_by_device_id(self, device_id):
+            raise AssetContractViolation("GET /assets answered an invalid asset: status")
+
+    hubs = FakeIotHubRegistry()
+    fallback_twin(hubs)
+    rec, dead = reconciler(Broken(), hubs, demo_policy)
+    assert await rec.handle(fallback_message(), dequeue_count=1, request_id="r") == "refused"
+    assert (EAST, "dev-1") in hubs.disabled
+    assert "breaks its contract" in dead.messages[0]["reason"]
+
+
+async def test_a_device_disabled_for_being_overdue_is_enabled_when_reconciliation_succeeds(
+    demo_policy,
+):
+    hubs = FakeIotHubRegistry()
+    hubs.add_device(
+        EAST, "dev-1", tags={"provisioningState": "reconciliationOverdue", "pendingSince": "x"}
+    )
+    hubs.disabled.add((EAST, "dev-1"))
+    rec, dead = reconciler(FakeAssetRepository(make_asset()), hubs, demo_policy)
+    result = await rec.handle(fallback_message(), dequeue_count=1, request_id="r")
+    assert result == "reconciled late; re-enabled"
+    assert (EAST, "dev-1") not in hubs.disabled
+    tags = hubs.twins[(EAST, "dev-1")]["tags"]
+    assert (tags["provisioningState"], "pendingSince" in tags) == ("provisioned", False)
+    assert dead.messages == []
+
+
+async def test_a_device_disabled_for_another_reason_stays_disabled(demo_policy):
+    hubs = FakeIotHubRegistry()
+    hubs.add_device(EAST, "dev-1", tags={"provisioningState": "pendingReconciliation"})
+    hubs.disabled.add((EAST, "dev-1"))  # e.g. by an operator
+    rec, _ = reconciler(FakeAssetRepository(make_asset()), hubs, demo_policy)
+    assert await rec.handle(fallback_message(), dequeue_count=1, request_id="r") == "reconciled"
+    assert (EAST, "dev-1") in hubs.disabled
 
 
 async def test_transient_trouble_raises_so_the_queue_retries(demo_policy):
