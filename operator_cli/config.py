@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit.table_store import valid_table_name
+from observability import redact
 from operator_cli.errors import ConfigurationError
 from resilience.durable_queue import QueueEncoding
 
@@ -77,7 +78,7 @@ def queue_name(value: str, what: str) -> str:
     """A valid Azure Storage queue name, else an error naming `what` (flag or setting)."""
     if not (3 <= len(value) <= 63 and _QUEUE_NAME.fullmatch(value)):
         raise ConfigurationError(
-            f"{what} {value[:70]!r} is not a queue name: 3-63 lowercase letters, digits and "
+            f"{what} {_shown(value)} is not a queue name: 3-63 lowercase letters, digits and "
             "single hyphens, starting and ending with a letter or digit"
         )
     return value
@@ -95,7 +96,7 @@ def table_name(value: str, what: str) -> str:
     """A valid Azure Table name, else an error naming `what` (flag or setting)."""
     if not valid_table_name(value):
         raise ConfigurationError(
-            f"{what} {value[:70]!r} is not a table name: 3-63 letters and digits, starting "
+            f"{what} {_shown(value)} is not a table name: 3-63 letters and digits, starting "
             "with a letter (and not 'tables')"
         )
     return value
@@ -116,4 +117,10 @@ def message_encoding(environ: Mapping[str, str]) -> QueueEncoding:
         return "base64"
     if raw == "none":
         return "none"
-    raise ConfigurationError(f"{ENCODING_ENV} must be 'base64' or 'none', not {raw[:40]!r}")
+    raise ConfigurationError(f"{ENCODING_ENV} must be 'base64' or 'none', not {_shown(raw, 40)}")
+
+
+def _shown(value: str, limit: int = 70) -> str:
+    """A wrong value as an error quotes it: a connection string given in the wrong place (the
+    queue flag, DEAD_LETTER_QUEUE) loses its key first, then the rest is cut short."""
+    return repr(redact(value)[:limit])
