@@ -31,9 +31,10 @@ from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinP
 from observability import DeviceLog
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
 from resilience.reconciliation import ReconciliationMessage
-from sync import AssetEvent, AssetToTwinSync, RawTwinEvent, TwinToAssetSync, twin_change_from
+from sync import AssetEvent, AssetToTwinSync, TwinToAssetSync, twin_change_from_record
 from sync.asset_to_twin import plan_twin_update
 from sync.errors import SyncConflict, SyncError
+from sync.events import InvalidEvent
 
 
 class ReplacementPending(SyncError):
@@ -44,6 +45,7 @@ _logger = logging.getLogger("reconciliation")
 _AUDIT_ACTIONS: dict[tuple[str, str], AuditAction] = {
     ("allocation", "refused"): "reconciliation.refused",
     ("allocation", "dead-lettered"): "reconciliation.refused",
+    ("twinChange", "dead-lettered"): "reconciliation.refused",
     ("allocation", "reconciled late; re-enabled"): "device.reenabled",
     ("deregistration", "disabled"): "device.deregistered",
     ("deregistration", "deleted"): "device.deregistered",
@@ -316,14 +318,12 @@ class Reconciler:
         return matches[0] if matches else None
 
     async def _twin_change(self, message: ReconciliationMessage, log: DeviceLog) -> str:
-        event = message.event or {}
-        raw = RawTwinEvent(
-            body=str(event.get("body", "")).encode(),
-            properties=dict(event.get("properties") or {}),
-            iothub_metadata={},
-            sequence_number=event.get("sequenceNumber"),
-        )
-        change = twin_change_from(raw.body, raw.properties, raw.iothub_metadata)
+        try:
+            change = twin_change_from_record(message.event or {})
+        except InvalidEvent as error:
+            # Retrying cannot give it the system properties it lacks.
+            await self._bury(message, f"invalid event: {error}", message.attempts, False)
+            return "dead-lettered"
         return await self._device_sync.apply(change, log)
 
     async def _asset_change(self, message: ReconciliationMessage, log: DeviceLog) -> str:

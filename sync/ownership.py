@@ -76,6 +76,8 @@ FIELD_OWNERSHIP: tuple[FieldRule, ...] = (
     FieldRule(("tags", "provisioningState"), Owner.APP, None, _APP_ONLY),
     FieldRule(("tags", "hubSelection"), Owner.APP, None, _APP_ONLY),
     FieldRule(("tags", "policyVersion"), Owner.APP, None, _APP_ONLY),
+    FieldRule(("tags", "pendingSince"), Owner.APP, None, _APP_ONLY + " (fallback admission time)"),
+    FieldRule(("tags", "refusedAt"), Owner.APP, None, _APP_ONLY + " (reconciliation refused it)"),
     FieldRule(
         ("properties", "reported", "firmwareVersion"),
         Owner.DEVICE,

@@ -247,11 +247,42 @@ async def test_a_recorded_twin_change_is_applied_again(demo_policy):
                 "opType": "updateTwin",
                 "iothub-message-schema": "twinChangeNotification",
             },
+            "systemProperties": {
+                "iothub-message-source": "twinChangeEvents",
+                "iothub-connection-device-id": "dev-1",
+                "iothub-enqueuedtime": "2026-11-26T05:00:00.1234567Z",
+            },
             "sequenceNumber": 9,
         },
     )
     assert await rec.handle(message, dequeue_count=1, request_id="r") == "written"
     assert assets.assets["AST-1001"].attributes == {"health": "ok"}
+
+
+async def test_a_recorded_twin_change_without_system_properties_is_buried_not_applied(
+    demo_policy,
+):
+    assets = FakeAssetRepository(make_asset(device_id="dev-1"))
+    rec, dead = reconciler(assets, FakeIotHubRegistry(), demo_policy)
+    forged = ReconciliationMessage(
+        kind="twinChange",
+        reason="AssetUnavailable",
+        detail="asset API timed out",
+        device_id="dev-1",
+        event={
+            "body": json.dumps({"version": 4, "properties": {"reported": {"health": "ok"}}}),
+            "properties": {
+                "hubName": "hub-us-east",
+                "deviceId": "dev-1",
+                "opType": "updateTwin",
+                "iothub-message-schema": "twinChangeNotification",
+            },
+        },
+    )
+    assert await rec.handle(forged, dequeue_count=1, request_id="r") == "dead-lettered"
+    assert assets.assets["AST-1001"].attributes == {}
+    [letter] = dead.messages
+    assert letter["replayable"] is False
 
 
 async def test_permanent_failures_go_to_dead_letters_not_reconciliation():
