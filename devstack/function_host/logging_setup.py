@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from observability import install_redaction
+
 LOG_LEVEL_ENV = "DEVSTACK_LOG_LEVEL"
 
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
@@ -47,7 +49,8 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(stream: TextIO | None = None) -> None:
-    """Configure the root logger at INFO (DEVSTACK_LOG_LEVEL overrides) with ConsoleFormatter."""
+    """Configure the root logger at INFO (DEVSTACK_LOG_LEVEL overrides) with ConsoleFormatter;
+    key material is redacted from every line (observability.redaction)."""
     requested = os.environ.get(LOG_LEVEL_ENV, "INFO").strip().upper()
     level = logging.getLevelNamesMapping().get(requested)
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -56,6 +59,8 @@ def configure_logging(stream: TextIO | None = None) -> None:
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
+    # Before the first line: the warning below quotes an environment value.
+    install_redaction()
     root.setLevel(level if level is not None else logging.INFO)
     if level is None:
         logging.getLogger(__name__).warning(
