@@ -20,10 +20,10 @@ MARKER = "***"
 # Letters, digits and hyphens: a secret's name must not be the tail of a longer word
 # ("design=" is not "sig=").
 _NOT_AFTER_WORD = r"(?<![A-Za-z0-9_-])"
-# A key's quotes, as in 'name', "name" or \"name\" (JSON inside a JSON string). They need not
+# A quote, as around 'name', "name" or \"name\" (JSON inside a JSON string). Quotes need not
 # pair up: a stray quote before a name must not hide it. Backslashes are bounded so that a long
 # run of them cannot make a scan quadratic.
-_KEY_QUOTE = r"""(?:\\{0,7}["'])?"""
+_OPTIONAL_QUOTE = r"""(?:\\{0,7}["'])?"""
 # `=`, `:`, or the comma of a ('name', 'value') pair.
 _SEPARATOR = r"""[ \t]*(?:[:=]|(?<=["']),)[ \t]*"""
 # A quoted value runs to its closing quote (escapes skipped); bounded so that text with many
@@ -38,8 +38,8 @@ _PATTERNS = [
     # Header values first, the scheme kept: `Authorization: Basic ***`. A SAS keeps its
     # sr, se and skn: only its sig is secret.
     re.compile(
-        rf"(?P<key>{_NOT_AFTER_WORD}{_KEY_QUOTE}(?:proxy-)?authorization{_KEY_QUOTE}{_SEPARATOR}"
-        rf"(?:\\{0, 7}[\"'])?(?:{_SCHEMES}[ \t]+)?)(?!SharedAccessSignature[ \t])"
+        rf"(?P<key>{_NOT_AFTER_WORD}{_OPTIONAL_QUOTE}(?:proxy-)?authorization{_OPTIONAL_QUOTE}"
+        rf"{_SEPARATOR}{_OPTIONAL_QUOTE}(?:{_SCHEMES}[ \t]+)?)(?!SharedAccessSignature[ \t])"
         rf"(?P<value>{_UNQUOTED_RUN})",
         re.IGNORECASE | re.ASCII,
     ),
@@ -48,9 +48,9 @@ _PATTERNS = [
         re.IGNORECASE | re.ASCII,
     ),
     re.compile(
-        rf"(?P<key>{_NOT_AFTER_WORD}{_KEY_QUOTE}"
+        rf"(?P<key>{_NOT_AFTER_WORD}{_OPTIONAL_QUOTE}"
         r"(?:SharedAccessKey|AccountKey|SharedAccessSignature|sig|x-api-key|x-functions-key)"
-        rf"{_KEY_QUOTE}{_SEPARATOR})(?P<value>{_QUOTED}|{_BARE})",
+        rf"{_OPTIONAL_QUOTE}{_SEPARATOR})(?P<value>{_QUOTED}|{_BARE})",
         re.IGNORECASE | re.ASCII,
     ),
     re.compile(r"(?P<key>[?&]code=)(?P<value>[^\s'\"`&#;,<>\\]+)", re.IGNORECASE | re.ASCII),

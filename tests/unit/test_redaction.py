@@ -55,6 +55,10 @@ SHAPES = [
     ("Authorization: Bearer {}", "Authorization: Bearer "),
     ("{{'Authorization': 'Bearer {}'}}", "'Authorization': 'Bearer "),
     ("authorization: {}", "authorization: "),
+    ("Authorization: Basic {}", "Authorization: Basic "),
+    ("{{'Authorization': 'Basic {}'}}", "'Authorization': 'Basic "),
+    ('{{"Proxy-Authorization": "{}"}}', '"Proxy-Authorization": "'),
+    ("[('authorization', 'NTLM {}')]", "'authorization', 'NTLM "),
     ("https://func.azurewebsites.net/api/allocate?code={}", "?code="),
     ("https://func.azurewebsites.net/api/allocate?x=1&code={}&y=2", "&code="),
 ]
