@@ -10,6 +10,7 @@ from allocation.service import AllocationService
 from asset_client import AssetRepository
 from audit import AuditTrail, AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
+from observability import redact
 from reconciliation import PendingSweep, Reconciler
 from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
@@ -146,7 +147,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     try:
         audit_store = TableAuditStore(storage, settings.audit_table)
     except ValueError as exc:
-        raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {exc}") from None
+        raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {redact(str(exc))}") from None
     audit_writer = AuditWriter(audit_store, audit_queue)
     from resilience.outbox import Outbox
 

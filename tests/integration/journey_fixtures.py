@@ -26,6 +26,7 @@ from devstack.processes import Child, start_child, stop_children, wait_ready
 from devstack.tls import DevstackTls, ensure_tls
 from tests.integration.asset_service_fixtures import start_asset_service
 from tests.integration.conftest import ASSET_KEY, FUNCTION_KEY, start_function_host
+from tests.integration.policy_files import policy_file
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_HARNESS = REPO / "devstack" / "node" / "register_device.js"
@@ -232,7 +233,13 @@ def journey_stack(
         children.append(assets)
         iothub = start_iothub_emulator(run_dir, base / "iothub", tls, wait=False)
         children.append(iothub)
-        host = start_function_host(run_dir, assets.url, storage=azurite.connection_string)
+        policy = policy_file(
+            run_dir / "journey-policy.toml",
+            groups=[group_id for group_id, _, _ in JOURNEY_GROUPS.values()],
+        )
+        host = start_function_host(
+            run_dir, assets.url, storage=azurite.connection_string, POLICY_FILE=str(policy)
+        )
         children.append(host)
         wait_ready(iothub)
         hubs_file = write_hubs_file(run_dir / "hubs.json", iothub)

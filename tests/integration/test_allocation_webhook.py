@@ -149,7 +149,8 @@ def test_an_unknown_device_is_refused_with_problem_json(stack, ca):
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["type"].endswith(":unknown-device")
-    assert "SN-DOES-NOT-EXIST" in problem["detail"]
+    assert "SN-DOES-NOT-EXIST" not in problem["detail"]
+    assert "unknown_device" in problem["detail"]
     assert problem["requestId"]
 
 

@@ -396,7 +396,7 @@ def test_log_lines_carry_structured_fields(host: RunningHost) -> None:
 def test_code_is_masked_in_the_access_log(host: RunningHost) -> None:
     host.client.get("/api/public", params={"probe": "mask-check", "code": FUNCTION_KEY})
     log = host.wait_for_log("probe=mask-check")
-    assert "GET /api/public?probe=mask-check&code=**** 200" in log
+    assert "GET /api/public?probe=mask-check&code=*** 200" in log
     assert FUNCTION_KEY not in log
     assert MASTER_KEY not in log
 
