@@ -1,18 +1,28 @@
 """Circuit breakers per dependency (pybreaker), usable around awaits, with one half-open trial.
 
-pybreaker's `calling()` context manager works inside async code (its lock is not held across
-the await); `breaker.call(async_fn)` does not (it counts creating the coroutine as success).
-Half-open in pybreaker lets every concurrent caller through, so a gate admits one trial and
-fails the rest fast until it resolves.
+Every call ends in one of three verdicts on the dependency:
+- a failure (what `is_failure` says is an outage): counted; enough in a row open the circuit;
+- an answer (a success, or an error the dependency answered, such as a 4xx): the dependency is
+  up, so the count of failures starts again and a half-open circuit closes;
+- no verdict (a cancelled caller, or an error marked NoVerdict, such as a timeout set by the
+  caller's own budget): nothing is recorded, and a half-open circuit waits for another trial.
+
+pybreaker keeps the count and the states, but its `calling()` cannot express "no verdict": it
+catches BaseException, so a cancellation is either a failure or, once excluded, a success (which
+resets the count and closes a half-open circuit). So admission is decided here, and only
+verdicts are handed to pybreaker, as synchronous calls. Half-open in pybreaker lets every
+concurrent caller through, so a gate admits one trial and fails the rest fast until it resolves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 
 import pybreaker
 
@@ -27,6 +37,10 @@ class BreakerOpen(Exception):
         super().__init__(f"circuit {name} is open; not calling it")
         self.name = name
         self.retry_after = retry_after
+
+
+class NoVerdict:
+    """Mixed into errors that say nothing about the dependency: the breaker ignores them."""
 
 
 class BreakerMetrics:
@@ -61,13 +75,14 @@ class Breaker:
     ) -> None:
         self.name = name
         self.metrics = metrics or BreakerMetrics()
+        self._is_failure = is_failure
         self._reset_timeout = reset_timeout_seconds
+        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_timeout_seconds,
-            # Not a failure (a 4xx answer, a cancelled caller) counts as a success for pybreaker.
-            exclude=[lambda error: not is_failure(error)],
             listeners=[_Listener(self.metrics)],
+            state_storage=self._storage,
             name=name,
             throw_new_error_on_trip=False,
         )
@@ -77,25 +92,68 @@ class Breaker:
     def state(self) -> str:
         return str(self._breaker.current_state)
 
+    @property
+    def fail_counter(self) -> int:
+        """Failures counted since the last answer (pybreaker's count)."""
+        return self._breaker.fail_counter
+
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        trial = False
-        if self.state != "closed":
-            if self._trial_in_flight:
-                raise self._rejection()
-            self._trial_in_flight = trial = True
+        trial = self._admit()
         try:
-            with self._breaker.calling():
-                return await operation()
-        except pybreaker.CircuitBreakerError:
-            raise self._rejection() from None
+            result = await operation()
+        except BaseException as error:
+            if not is_no_verdict(error):
+                self._record(_raise_failure if self._is_failure(error) else _answered)
+            raise
+        else:
+            self._record(_answered)
+            return result
         finally:
             if trial:
                 self._trial_in_flight = False
+
+    def _admit(self) -> bool:
+        """Whether this call is the half-open trial; raises BreakerOpen if it may not go."""
+        state = self._breaker.current_state
+        if state == pybreaker.STATE_CLOSED:
+            return False
+        if self._trial_in_flight:
+            raise self._rejection()
+        if state == pybreaker.STATE_OPEN:
+            opened_at = self._storage.opened_at
+            if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=self._reset_timeout):
+                raise self._rejection()
+            self._breaker.half_open()
+        self._trial_in_flight = True
+        return True
+
+    def _record(self, verdict: Callable[[], None]) -> None:
+        if self._breaker.current_state == pybreaker.STATE_OPEN:
+            return  # opened meanwhile by another call: a late verdict changes nothing
+        with contextlib.suppress(_Failure):
+            self._breaker.call(verdict)
 
     def _rejection(self) -> BreakerOpen:
         self.metrics.rejected[self.name] += 1
         return BreakerOpen(self.name, self._reset_timeout)
 
 
+class _Failure(Exception):
+    """How a counted failure is reported to pybreaker (the only error it ever sees)."""
+
+
+def _raise_failure() -> NoReturn:
+    raise _Failure
+
+
+def _answered() -> None:
+    return None
+
+
 def is_cancellation(error: BaseException) -> bool:
     return isinstance(error, asyncio.CancelledError)
+
+
+def is_no_verdict(error: BaseException) -> bool:
+    """A cancelled caller, or an error marked NoVerdict: nothing learnt about the dependency."""
+    return is_cancellation(error) or isinstance(error, NoVerdict)

@@ -1,8 +1,10 @@
 """The asset port with retries and a circuit breaker around every call (a decorator).
 
 Transient failures (transport errors, timeouts, 429, 502, 503, 504) are retried within the
-request's budget; any other 4xx is final at once. Outages (transient failures, 500, answers
-that break the contract) count toward the breaker; 4xx answers and cancellations do not.
+request's budget; any other 4xx is final at once. Only outages count toward the breaker:
+transport errors, the asset system's own timeouts, 429 and 5xx. Other 4xx answers and answers
+that break the contract (a bad record is refused, it is no outage) are answers; cancelled
+callers and timeouts set by the request's own budget say nothing about the asset system.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from typing import Any, TypeVar
 from asset_client import (
     Asset,
     AssetCircuitOpen,
-    AssetContractViolation,
     AssetRepository,
     AssetUnavailable,
     DeviceLink,
 )
-from resilience.breaker import Breaker, BreakerOpen
+from resilience.breaker import Breaker, BreakerOpen, NoVerdict
 from resilience.retry import RetryPolicy, call_with_retries
 
 T = TypeVar("T")
 _RETRIED_STATUSES = (None, 429, 502, 503, 504)
+
+
+class AssetBudgetSpent(AssetUnavailable, NoVerdict):
+    """The request's budget ended the attempt before the asset system's own timeout could."""
 
 
 def is_transient(error: BaseException) -> bool:
@@ -35,9 +40,9 @@ def is_transient(error: BaseException) -> bool:
 
 
 def is_outage(error: BaseException) -> bool:
-    """What the breaker counts: the asset system not answering properly (never a 4xx)."""
-    return isinstance(error, AssetUnavailable | AssetContractViolation) and not isinstance(
-        error, AssetCircuitOpen
+    """What the breaker counts: a transport error, the asset system's timeout, 429 or 5xx."""
+    return isinstance(error, AssetUnavailable) and not isinstance(
+        error, AssetCircuitOpen | NoVerdict
     )
 
 
@@ -81,9 +86,11 @@ class ResilientAssetRepository:
                 async with asyncio.timeout(limit):
                     return await operation()
             except TimeoutError as exc:
-                raise AssetUnavailable(
-                    f"asset API gave no answer within {limit:.2f} s ({what})"
-                ) from exc
+                message = f"asset API gave no answer within {limit:.2f} s ({what})"
+                if limit < self._policy.attempt_timeout_seconds:
+                    # The budget left, not the asset system's timeout, cut this attempt short.
+                    raise AssetBudgetSpent(f"{message}; the request's budget is spent") from exc
+                raise AssetUnavailable(message) from exc
 
         async def guarded(limit: float) -> T:
             try:
@@ -99,7 +106,7 @@ class ResilientAssetRepository:
             policy=self._policy,
             is_transient=is_transient,
             retry_after=_retry_after,
-            on_timeout=lambda seconds: AssetUnavailable(
+            on_timeout=lambda seconds: AssetBudgetSpent(
                 f"asset API: the {seconds:.2f} s budget is spent ({what})"
             ),
             what=f"asset API: {what}",

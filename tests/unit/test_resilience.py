@@ -6,15 +6,23 @@ import time
 import pytest
 
 from asset_client import (
+    AssetAccessDenied,
     AssetCircuitOpen,
+    AssetConflict,
     AssetContractViolation,
     AssetNotFound,
     AssetRequestRejected,
     AssetUnavailable,
+    AssetVersionConflict,
 )
-from resilience.breaker import Breaker
+from resilience.breaker import Breaker, NoVerdict
 from resilience.deadline import request_budget
-from resilience.resilient_assets import ResilientAssetRepository, is_outage, is_transient
+from resilience.resilient_assets import (
+    AssetBudgetSpent,
+    ResilientAssetRepository,
+    is_outage,
+    is_transient,
+)
 from resilience.retry import RetryPolicy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 
@@ -206,3 +214,137 @@ def test_the_predicates_split_transient_from_outage():
     assert not is_transient(AssetCircuitOpen("open"))
     assert not is_outage(AssetCircuitOpen("open"))
     assert not is_outage(AssetNotFound("404"))
+
+
+# What counts toward the breaker: outages of the asset system, and nothing else.
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AssetUnavailable("asset API unreachable: ClientOSError"),
+        AssetUnavailable("asset API timed out"),
+        AssetUnavailable("429", status=429, retry_after=0),
+        AssetUnavailable("500", status=500),
+        AssetUnavailable("502", status=502),
+        AssetUnavailable("503", status=503),
+    ],
+    ids=lambda e: f"status-{e.status}-{e}",
+)
+async def test_outages_count_toward_the_breaker(error):
+    repo = resilient(Scripted([error]), attempts=1)
+    with pytest.raises(AssetUnavailable):
+        await repo.find_by_device_id("dev-1")
+    assert repo.breaker.fail_counter == 1
+
+
+async def test_the_asset_systems_own_timeout_counts():
+    repo = resilient(Scripted([], delay=5), attempts=1, deadline=2, attempt_timeout=0.05)
+    with pytest.raises(AssetUnavailable, match="no answer within") as caught:
+        await repo.find_by_device_id("dev-1")
+    assert not isinstance(caught.value, AssetBudgetSpent)
+    assert repo.breaker.fail_counter == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AssetRequestRejected("400", 400),
+        AssetAccessDenied("401"),
+        AssetAccessDenied("403"),
+        AssetNotFound("404"),
+        AssetConflict("409"),
+        AssetVersionConflict("412"),
+        AssetRequestRejected("418", 418),
+        AssetRequestRejected("422", 422),
+        AssetContractViolation("GET /assets/A answered an invalid asset: status"),
+    ],
+    ids=lambda e: type(e).__name__ + str(getattr(e, "status", "")),
+)
+async def test_answers_never_count_and_never_open_the_breaker(error):
+    inner = Scripted([error] * 5)
+    repo = resilient(inner, attempts=1, fail_max=1)
+    for _ in range(5):
+        with pytest.raises(type(error)):
+            await repo.find_by_device_id("dev-1")
+    assert repo.breaker.fail_counter == 0
+    assert repo.breaker.state == "closed"
+    assert inner.attempts == 5, "every call reached the asset system"
+
+
+async def test_a_timeout_set_by_the_requests_own_budget_is_no_verdict():
+    inner = Scripted([AssetUnavailable("down")])
+    repo = resilient(inner, attempts=1, fail_max=3)
+    with pytest.raises(AssetUnavailable):
+        await repo.find_by_device_id("dev-1")
+    assert repo.breaker.fail_counter == 1
+    inner.delay = 5  # the budget ends first: nothing is learnt about the asset system
+    with request_budget(0.05), pytest.raises(AssetBudgetSpent, match="budget is spent"):
+        await repo.find_by_device_id("dev-1")
+    assert repo.breaker.fail_counter == 1, "neither counted nor taken for an answer"
+
+
+async def test_a_cancelled_caller_is_no_verdict_either_way():
+    inner = Scripted([AssetUnavailable("down")])
+    repo = resilient(inner, attempts=1, fail_max=3)
+    with pytest.raises(AssetUnavailable):
+        await repo.find_by_device_id("dev-1")
+    inner.delay = 5
+    task = asyncio.ensure_future(repo.find_by_device_id("dev-1"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert repo.breaker.fail_counter == 1, "pybreaker alone would have reset the count"
+
+
+async def test_a_cancelled_trial_leaves_the_circuit_half_open_for_the_next_caller():
+    inner = Scripted([AssetUnavailable("down")])
+    repo = resilient(inner, attempts=1, fail_max=1, reset=0.05)
+    with pytest.raises(AssetUnavailable):
+        await repo.find_by_device_id("dev-1")
+    assert repo.breaker.state == "open"
+    await asyncio.sleep(0.1)
+    inner.delay = 5
+    trial = asyncio.ensure_future(repo.find_by_device_id("dev-1"))
+    await asyncio.sleep(0.05)
+    assert repo.breaker.state == "half-open"
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    assert repo.breaker.state == "half-open", "pybreaker alone would have closed it"
+    inner.delay = 0
+    await repo.find_by_device_id("dev-1")
+    assert repo.breaker.state == "closed"
+
+
+def test_is_outage_says_which_errors_count():
+    assert is_outage(AssetUnavailable("transport"))
+    assert is_outage(AssetUnavailable("429", status=429))
+    assert is_outage(AssetUnavailable("503", status=503))
+    assert not is_outage(AssetContractViolation("shape"))
+    assert not is_outage(AssetBudgetSpent("budget"))
+    assert not is_outage(AssetCircuitOpen("open"))
+    assert not is_outage(AssetRequestRejected("400", 400))
+    assert not is_outage(asyncio.CancelledError())
+
+
+async def test_the_breaker_counts_only_what_is_failure_says():
+    breaker = Breaker("dep", is_failure=lambda e: isinstance(e, OSError), fail_max=2)
+
+    async def failing(error: BaseException) -> None:
+        raise error
+
+    with pytest.raises(OSError, match="down"):
+        await breaker.call(lambda: failing(OSError("down")))
+    assert breaker.fail_counter == 1
+    with pytest.raises(NoVerdictError):
+        await breaker.call(lambda: failing(NoVerdictError()))
+    assert breaker.fail_counter == 1
+    with pytest.raises(ValueError, match="an answer"):
+        await breaker.call(lambda: failing(ValueError("an answer")))
+    assert breaker.fail_counter == 0
+
+
+class NoVerdictError(OSError, NoVerdict):
+    """Would count as a failure, but is marked as saying nothing about the dependency."""
