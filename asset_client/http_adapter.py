@@ -3,15 +3,25 @@
 aiohttp rather than httpx: httpcore's pool re-polls every pooled socket on each pool operation
 (encode/httpcore#924, #928), so at 100 concurrent allocations the same 1,800 asset calls took
 3-8 s through httpx.AsyncClient and 0.27 s through aiohttp on this 2-core machine.
+
+A server or front end closes idle connections on its own schedule. When its close crosses our
+next request on that pooled connection (a busy event loop has not read the close yet), the
+request is reset before any answer: that says nothing about the asset system, so it is sent
+again at once on another connection and never surfaces. Every asset call may be resent: GET is
+safe, a link is idempotent per device id, a patch carries If-Match. A failure on a connection
+opened for the request is an outage, as before.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -32,7 +42,12 @@ from asset_client.models import ASSET_ID_PATTERN, Asset, DeviceLink
 _ASSET = TypeAdapter(Asset)
 _ITEMS = TypeAdapter(list[Asset])
 _MAX_DETAIL = 300
+_DISCONNECT_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+DEFAULT_KEEPALIVE_SECONDS = 4.0
+"""How long an idle pooled connection is kept: under the 5 s after which Node and uvicorn
+close idle connections by default, the shortest idle timeout a front end is likely to have."""
 T = TypeVar("T")
+_logger = logging.getLogger("asset_client")
 
 
 @dataclass(frozen=True)
@@ -53,13 +68,15 @@ class HttpAssetRepository:
         api_key: str | None,
         timeout_seconds: float,
         max_connections: int = 100,
+        keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = {"accept": "application/json", "user-agent": "dps-asset-onboarding/0.1"}
         if api_key:
             self._headers["x-api-key"] = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._max_connections = max_connections
+        self._max_connections = max(1, max_connections)
+        self._keepalive = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
 
     async def get_asset(self, asset_id: str) -> Asset:
@@ -108,8 +125,11 @@ class HttpAssetRepository:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, keepalive_timeout=self._keepalive
+                ),
                 raise_for_status=False,
+                trace_configs=[_connection_trace()],
             )
         return self._session
 
@@ -126,10 +146,7 @@ class HttpAssetRepository:
         data = json.dumps(body).encode() if body is not None else None
         request_headers = {"content-type": "application/json", **(headers or {})}
         try:
-            async with self._client().request(
-                method, self._base_url + path, params=params, data=data, headers=request_headers
-            ) as response:
-                answer = _Answer(what, response.status, response.headers, await response.read())
+            answer = await self._exchange(what, method, path, params, data, request_headers)
         except TimeoutError as exc:
             raise AssetUnavailable(f"asset API timed out on {what}") from exc
         except aiohttp.ClientError as exc:
@@ -151,6 +168,83 @@ class HttpAssetRepository:
         if status == 429 or status >= 500:
             raise AssetUnavailable(detail, retry_after=_retry_after(answer), status=status)
         raise AssetRequestRejected(detail, status)
+
+    async def _exchange(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+    ) -> _Answer:
+        """One request and its answer, sent again while a reused connection turns out closed.
+
+        Each such failure drops that connection from the pool, so within the pool's size the
+        request gets a connection of its own.
+        """
+        session = self._client()
+        stale_left = self._max_connections
+        while True:
+            use = _ConnectionUse()
+            try:
+                response = await session.request(
+                    method,
+                    self._base_url + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    trace_request_ctx=use,
+                )
+            except aiohttp.ClientConnectionError as exc:
+                if not (use.reused and _is_disconnect(exc) and stale_left > 0):
+                    raise
+                stale_left -= 1
+                _logger.debug(
+                    "pooled connection was closed by the server; sending again",
+                    extra={"what": what, "error": type(exc).__name__},
+                )
+                continue
+            async with response:
+                return _Answer(what, response.status, response.headers, await response.read())
+
+
+class _ConnectionUse:
+    """Where one request's connection came from, as aiohttp's trace signals report it."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+def _connection_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+
+    async def reused(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
+        if isinstance(context.trace_request_ctx, _ConnectionUse):
+            context.trace_request_ctx.reused = True
+
+    async def opening(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
+        # aiohttp may itself resend a GET on another connection: the last one is what counts.
+        if isinstance(context.trace_request_ctx, _ConnectionUse):
+            context.trace_request_ctx.reused = False
+
+    trace.on_connection_reuseconn.append(reused)
+    trace.on_connection_create_start.append(opening)
+    trace.freeze()
+    return trace
+
+
+def _is_disconnect(error: aiohttp.ClientConnectionError) -> bool:
+    """Closed or reset before an answer; not a refused connect, a timeout or a TLS failure."""
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
+        return True
+    return (
+        isinstance(error, aiohttp.ClientOSError)
+        and not isinstance(error, aiohttp.ClientConnectorError)
+        and error.errno in _DISCONNECT_ERRNOS
+    )
 
 
 def _segment(asset_id: str) -> str:
