@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from devstack.azurite import AzuriteChild, start_azurite
+from devstack.azurite import ACCOUNT_NAME, AzuriteChild, start_azurite
 from devstack.processes import stop_children
 from resilience import (
     MAX_MESSAGE_BYTES,
@@ -28,6 +28,7 @@ from resilience import (
     StorageQueue,
 )
 from tests.integration.azurite_fixtures import azurite, unique_name
+from tests.integration.idle_front_end import IdleFrontEnd
 
 __all__ = ["azurite"]
 
@@ -283,3 +284,38 @@ async def test_a_service_that_never_answers_gives_queue_unavailable_after_the_ti
         server.close()
         await server.wait_closed()
     assert 0.4 < elapsed < 1.5
+
+
+def _through(front_end: IdleFrontEnd, azurite: AzuriteChild) -> str:
+    """Azurite's connection string with the queue endpoint behind the front end."""
+    return azurite.connection_string.replace(azurite.queue_url, f"{front_end.url}/{ACCOUNT_NAME}")
+
+
+@pytest.mark.parametrize("close_with_fin", [False, True], ids=["reset", "fin"])
+async def test_a_connection_closed_while_idle_is_sent_again_and_the_send_lands_once(
+    azurite: AzuriteChild, reader: Reader, close_with_fin: bool
+) -> None:
+    name = unique_name("idle")
+    async with (
+        IdleFrontEnd(
+            "127.0.0.1", azurite.queue_port, idle_timeout=0.2, close_with_fin=close_with_fin
+        ) as front_end,
+        StorageQueue(_through(front_end, azurite), name) as queue,
+    ):
+        for n in range(3):
+            await queue.send({"n": n})
+            await asyncio.sleep(0.3)
+        assert front_end.resets >= 2, "the front end closed the idle connections"
+
+    received = [decoded(text, "base64")["n"] for text in await reader.receive_all(name)]
+    assert sorted(received) == [0, 1, 2]
+
+
+async def test_a_reset_on_a_fresh_connection_is_queue_unavailable(azurite: AzuriteChild) -> None:
+    async with IdleFrontEnd("127.0.0.1", azurite.queue_port) as front_end:
+        async with StorageQueue(_through(front_end, azurite), unique_name("reset")) as queue:
+            await queue.send({"n": 1})
+            front_end.reset_every_connection = True
+            with pytest.raises(QueueUnavailable, match="ServiceRequestError"):
+                await queue.send({"n": 2})
+        assert front_end.resets == 2, "the reused connection, then one fresh connection"
