@@ -12,6 +12,12 @@ from typing import Any
 
 import uvicorn
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle connection stays open: longer than the stack's clients keep one (the app's
+asset and queue clients 4 s, aiohttp's default 15 s, httpx 5 s), so that the client is the one
+that closes it. With uvicorn's default, 5 s, the server closed first, and its close could cross
+a busy client's next request on that connection: a reset, which looked like an outage."""
+
 
 class PortInUse(RuntimeError):
     """The requested port is taken, most often by another running stack."""
@@ -115,6 +121,7 @@ def _serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=graceful_shutdown_seconds,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = uvicorn.Server(config)
 
