@@ -23,7 +23,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
-from bench.harness import ASSET_KEY, REPO, WebhookRig, webhook_rig
+from bench.harness import ASSET_KEY, REPO, WebhookRig, client_connector, webhook_rig
 from bench.reporting import percentiles, write_result
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_requests import allocation_request
@@ -60,7 +60,7 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[
 
 async def _measure(rig: WebhookRig, policy: str, bodies: list[bytes]) -> dict[str, Any]:
     url = rig.allocate_url
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(connector=client_connector(limit=0)) as session:
         async with session.post(
             f"{rig.assets.url}/devstack/faults",
             json={"down": True},
