@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,10 +45,16 @@ def eventually(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float =
 
 
 class OutageStack:
-    def __init__(self, data_dir: Path, host_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        host_env: dict[str, str] | None = None,
+        *,
+        dps_retry_scale: float = 0.01,
+    ) -> None:
         options = StackOptions.on_free_ports(
             data_dir,
-            dps_retry_scale=0.01,
+            dps_retry_scale=dps_retry_scale,
             event_retry_scale=0.05,
             host_env={**FAST_QUEUES, **(host_env or {})},
         )
@@ -100,7 +109,9 @@ class OutageStack:
                     return items
 
     # -- devices ------------------------------------------------------------------------------
-    async def register(self, registration_id: str, serial: str) -> RegistrationResult:
+    async def register(
+        self, registration_id: str, serial: str, payload: dict[str, Any] | None = None
+    ) -> RegistrationResult:
         cert, key = self.ca.issue_device(registration_id, serial_number=serial).write(
             self.tmp, registration_id
         )
@@ -113,11 +124,49 @@ class OutageStack:
             cert_file=cert,
             key_file=key,
             ca_file=Path(self.d["tls"]["caCert"]),
+            payload=payload,
             timeout=300,
         )
 
-    def register_sync(self, registration_id: str, serial: str) -> RegistrationResult:
-        return asyncio.run(self.register(registration_id, serial))
+    def register_sync(
+        self, registration_id: str, serial: str, payload: dict[str, Any] | None = None
+    ) -> RegistrationResult:
+        return asyncio.run(self.register(registration_id, serial, payload))
+
+    def device_status(self, hub: str, device_id: str) -> str:
+        manager = registry_manager(self.d["hubs"][hub]["connectionString"], self.d["tls"]["caCert"])
+        return str(manager.get_device(device_id).status)
+
+    def run_function(self, name: str) -> None:
+        """Run a non-HTTP function now, as Core Tools' admin endpoint does (202: it runs
+        in the background)."""
+        with httpx.Client(base_url=self.d["functionHost"], timeout=10) as client:
+            response = client.post(f"/admin/functions/{name}", json={"input": ""})
+            assert response.status_code == 202, response.text
+
+    def operator(self, *args: str) -> Any:
+        """The operator CLI as an operator runs it, against this stack's storage and assets."""
+        done = subprocess.run(
+            [sys.executable, "-m", "operator_cli", *args],
+            env={
+                **os.environ,
+                "AzureWebJobsStorage": self.d["storage"]["connectionString"],
+                "ASSET_API_URL": self.d["assetApi"],
+                "ASSET_API_KEY": self.d["assetApiKey"],
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    def trail(self, subject: str, subject_id: str) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.operator("audit", subject, subject_id, "--json")[
+            "items"
+        ]
+        return entries
 
     def twin(self, hub: str, device_id: str) -> Any:
         manager = registry_manager(self.d["hubs"][hub]["connectionString"], self.d["tls"]["caCert"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.outage_fixtures import OutageStack, eventually, outage_stack
+from tests.integration.policy_files import policy_file
 
 EAST = "hub-us-east.azure-devices.net"
 REPO = Path(__file__).resolve().parents[2]
@@ -114,3 +116,122 @@ def test_defer_gives_up_after_dps_ten_tries(defer):
     # DPS's schedule: 10 tries (1 s, then +9 s each; scaled down here), then it gives up.
     assert len(deferred_at(defer.log("function-host"), device_id)) == 10
     assert result.registration_state["errorCode"] == 400207
+
+
+def approve_replacement(stack: OutageStack, asset_id: str, old: str, serial: str) -> None:
+    with stack.assets() as client:
+        version = client.get(f"/assets/{asset_id}").json()["version"]
+        approved = client.patch(
+            f"/assets/{asset_id}",
+            json={
+                "status": "pendingReplacement",
+                "replacement": {"oldDeviceId": old, "reason": "bent", "approvedSerial": serial},
+            },
+            headers={"if-match": f'"{version}"', "content-type": "application/merge-patch+json"},
+        )
+        assert approved.status_code == 200, approved.text
+
+
+def test_a_replacement_claim_during_an_outage_is_deferred_and_links_nothing(fallback):
+    asset_id, serial = fallback.create_asset("valve-actuator", "us-east/plant-8/line-4")
+    suffix = uuid.uuid4().hex[:8]
+    old, new = f"ro-{suffix}", f"rn-{suffix}"
+    assert fallback.register_sync(old, serial).status == "assigned"
+    approve_replacement(fallback, asset_id, old, f"SN-NEW-{suffix}")
+    claim = {"replacementFor": {"deviceId": old, "reason": "bent"}}
+    fallback.faults(down=True)
+    try:
+        result = fallback.register_sync(new, f"SN-NEW-{suffix}", claim)
+    finally:
+        fallback.faults()
+    # DPS was answered 503 on each of its ten tries, then gave up: never the fallback.
+    assert result.status == "failed", result.registration_state
+    assert "answered 503" in result.registration_state["errorMessage"]
+    assert len(deferred_at(fallback.log("function-host"), new)) == 10
+    asset = fallback.asset(asset_id)
+    assert (asset["deviceId"], asset["status"]) == (old, "pendingReplacement")
+    hub = "hub-us-east.azure-devices.net"
+    assert fallback.device_status(hub, old) == "enabled"
+    # Once the asset system is back, the same claim goes through.
+    again = fallback.register_sync(new, f"SN-NEW-{suffix}", claim)
+    assert again.status == "assigned", again.registration_state
+    assert fallback.asset(asset_id)["deviceId"] == new
+
+
+def test_a_fallback_device_found_unknown_after_recovery_ends_disabled(fallback):
+    device_id = f"unk-{uuid.uuid4().hex[:8]}"
+    fallback.faults(down=True)
+    try:
+        result = fallback.register_sync(device_id, f"SN-NOBODY-{device_id}")
+    finally:
+        fallback.faults()
+    assert result.status == "assigned", result.registration_state
+    hub = result.registration_state["assignedHub"]
+    twin = eventually(
+        lambda: fallback.twin(hub, device_id),
+        lambda t: t.tags.get("provisioningState") == "refused",
+    )
+    assert "pendingSince" not in twin.tags
+    assert fallback.device_status(hub, device_id) == "disabled"
+    letters = [m for m in fallback.drain_read("dead-letters") if m.get("deviceId") == device_id]
+    assert [letter["kind"] for letter in letters] == ["allocation"]
+    assert "no asset" in letters[0]["reason"]
+    actions = [
+        entry["action"]
+        for entry in eventually(
+            lambda: fallback.trail("device", device_id),
+            lambda entries: any(e["action"] == "reconciliation.refused" for e in entries),
+        )
+    ]
+    assert "allocation.fallback" in actions
+    assert "reconciliation.refused" in actions
+
+
+@pytest.fixture(scope="module")
+def sweeping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageStack]:
+    """A deadline of under two seconds, and reconciliation that keeps retrying meanwhile."""
+    base = tmp_path_factory.mktemp("sweep")
+    policy = policy_file(
+        base / "sweep.toml", groups=["devstack-x509"], reconciliation_deadline_hours=0.0005
+    )
+    env = {
+        "POLICY_FILE": str(policy),
+        "AzureFunctionsJobHost__extensions__queues__maxDequeueCount": "1000",
+    }
+    yield from outage_stack(base / "stack", env)
+
+
+def test_an_overdue_fallback_device_is_disabled_then_enabled_when_reconciled(sweeping):
+    asset_id, serial = sweeping.create_asset("edge-gateway", "us-east/plant-8/line-5")
+    device_id = f"od-{uuid.uuid4().hex[:8]}"
+    sweeping.faults(down=True)
+    try:
+        result = sweeping.register_sync(device_id, serial)
+        assert result.status == "assigned", result.registration_state
+        hub = result.registration_state["assignedHub"]
+        time.sleep(2.5)  # past the 1.8 s deadline; waiting longer only makes it more overdue
+        sweeping.run_function("pending_sweep")
+        twin = eventually(
+            lambda: sweeping.twin(hub, device_id),
+            lambda t: t.tags.get("provisioningState") == "reconciliationOverdue",
+        )
+        assert sweeping.device_status(hub, device_id) == "disabled"
+        entries = eventually(
+            lambda: sweeping.trail("device", device_id),
+            lambda found: any(e["action"] == "device.disabled" for e in found),
+        )
+        [disabled] = [e for e in entries if e["action"] == "device.disabled"]
+        assert disabled["actor"] == "pending-sweep"
+    finally:
+        sweeping.faults()
+    # Reconciliation, still retrying, succeeds now: the device gets its role and is back.
+    twin = eventually(
+        lambda: sweeping.twin(hub, device_id),
+        lambda t: t.tags.get("provisioningState") == "provisioned",
+        timeout=60,
+    )
+    assert twin.tags["deviceRole"] == "gateway"
+    assert eventually(lambda: sweeping.device_status(hub, device_id), lambda s: s == "enabled")
+    assert sweeping.asset(asset_id)["deviceId"] == device_id
+    letters = [m for m in sweeping.drain_read("dead-letters") if m.get("deviceId") == device_id]
+    assert [letter["reason"] for letter in letters] == ["reconciliation overdue"]

@@ -89,10 +89,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild) -> It
     tls = ensure_tls(base)
     children: list[Child] = []
     try:
-        assets = start_asset_service(run_dir, base / "assets")
+        # The asset system allows unbound approvals for a while too: both layers must agree.
+        assets = start_asset_service(run_dir, base / "assets", unbound_approval_window_seconds=600)
         children.append(assets)
         iothub = start_iothub_emulator(run_dir, base / "iothub", tls, wait=False)
         children.append(iothub)
+        wait_ready(iothub)
+        hub_access = {
+            "IOT_HUB_CONNECTION_STRINGS": json.dumps(
+                {name: hub["connectionString"] for name, hub in iothub.info["hubs"].items()}
+            ),
+            "IOT_HUB_CA_BUNDLE": str(tls.ca_cert),
+        }
         hosts = {}
         for group, keys in POLICIES.items():
             policy = policy_file(run_dir / f"{group}.toml", groups=[group], **keys)
@@ -102,9 +110,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild) -> It
                 storage=azurite.connection_string,
                 name=f"host-{group}",
                 POLICY_FILE=str(policy),
+                **hub_access,
             )
             children.append(hosts[group])
-        wait_ready(iothub)
         dps_dir = base / "dps"
         groups = {
             group: ensure_default_enrollment_group(
