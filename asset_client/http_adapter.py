@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +42,10 @@ from asset_client.models import ASSET_ID_PATTERN, Asset, DeviceLink
 
 _ASSET = TypeAdapter(Asset)
 _ITEMS = TypeAdapter(list[Asset])
-_MAX_DETAIL = 300
+# The problem's type URI is the only part of an error body we repeat: its title and detail are
+# the asset system's free text (untrusted, and it may echo other devices' data).
+_PROBLEM_TYPE = re.compile(r"[!-~]+")
+_MAX_PROBLEM_TYPE = 200
 _DISCONNECT_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 DEFAULT_KEEPALIVE_SECONDS = 4.0
 """How long an idle pooled connection is kept: under the 5 s after which Node and uvicorn
@@ -156,7 +160,7 @@ class HttpAssetRepository:
         status = answer.status
         if status < 400:
             return answer
-        detail = f"asset API answered {status} to {what}{_problem_detail(answer)}"
+        detail = f"asset API answered {status} to {what}{_problem_type(answer)}"
         if status == 404:
             raise AssetNotFound(detail)
         if status == 409:
@@ -273,14 +277,19 @@ def _validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
         ) from exc
 
 
-def _problem_detail(answer: _Answer) -> str:
+def _problem_type(answer: _Answer) -> str:
+    """The problem's type URI, if it is one (printable ASCII, capped); never its free text."""
     try:
         body = json.loads(answer.body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return ""
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return f": {body['detail'][:_MAX_DETAIL]}"
-    return ""
+    kind = body.get("type") if isinstance(body, dict) else None
+    if not isinstance(kind, str) or kind == "about:blank":
+        return ""
+    kind = kind[:_MAX_PROBLEM_TYPE]
+    if not _PROBLEM_TYPE.fullmatch(kind):
+        return ""
+    return f" (problem type {kind})"
 
 
 def _retry_after(answer: _Answer) -> float | None:

@@ -17,6 +17,7 @@ from asset_client import (
     AssetAccessDenied,
     AssetConflict,
     AssetContractViolation,
+    AssetError,
     AssetNotFound,
     AssetRequestRejected,
     AssetUnavailable,
@@ -26,6 +27,8 @@ from asset_client.http_adapter import HttpAssetRepository
 from tests.integration.asset_service_fixtures import READ_ONLY_KEY, WRITE_KEY, asset_service
 
 __all__ = ["asset_service"]
+
+PROBLEM_TYPE = "urn:asset-api:problem:device-conflict"
 
 
 @pytest.fixture
@@ -112,11 +115,41 @@ class _Scripted(BaseHTTPRequestHandler):
         pass
 
 
+HOSTILE_STATUSES = [400, 401, 403, 404, 409, 412, 422, 429, 500, 503]
+LEAKS = ("SharedAccessKey=abc", "other-device-42")
+
+
+def _problem(status: int, type_: str) -> bytes:
+    """An error body whose free text echoes a secret and another device's id."""
+    return json.dumps(
+        {
+            "type": type_,
+            "title": f"Conflict with other-device-42 (status {status})",
+            "status": status,
+            "detail": "HostName=hub.example;DeviceId=other-device-42;SharedAccessKey=abc",
+        }
+    ).encode()
+
+
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[str]:
     good = {"assetId": "A", "serialNumber": "S", "assetType": "t", "location": "l"}
     off_contract = json.dumps({**good, "status": "lost", "version": 1}).encode()
+    problem_json = {"content-type": "application/problem+json"}
+    hostile = {
+        f"/assets/hostile-{status}": (status, problem_json, _problem(status, PROBLEM_TYPE), 0)
+        for status in HOSTILE_STATUSES
+    }
     _Scripted.script = {
+        **hostile,
+        "/assets/type-with-text": (
+            409,
+            problem_json,
+            _problem(409, "urn:x SharedAccessKey=abc other-device-42"),
+            0,
+        ),
+        "/assets/type-not-ascii": (409, problem_json, _problem(409, "urn:x:\u00e9v\u202e"), 0),
+        "/assets/type-too-long": (409, problem_json, _problem(409, "urn:x:" + "a" * 5000), 0),
         "/assets/slow": (200, {}, b"{}", 1.5),
         "/assets/busy": (503, {"retry-after": "7"}, b"", 0),
         "/assets/throttled": (429, {"retry-after": "2"}, b"", 0),
@@ -161,10 +194,36 @@ async def test_500_is_unavailable_without_retry_after(scripted_repo):
     assert caught.value.retry_after is None
 
 
-async def test_other_4xx_is_rejected_with_the_problem_detail(scripted_repo):
-    with pytest.raises(AssetRequestRejected, match="short and stout") as caught:
+async def test_other_4xx_is_rejected_with_its_status(scripted_repo):
+    with pytest.raises(AssetRequestRejected, match="418") as caught:
         await scripted_repo.get_asset("teapot")
     assert caught.value.status == 418
+    assert "short and stout" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", HOSTILE_STATUSES)
+async def test_error_text_from_the_asset_system_is_never_repeated(scripted_repo, status):
+    with pytest.raises(AssetError) as caught:
+        await scripted_repo.get_asset(f"hostile-{status}")
+    message = str(caught.value)
+    assert f"answered {status} to GET /assets/hostile-{status}" in message
+    assert f"(problem type {PROBLEM_TYPE})" in message
+    for leak in LEAKS:
+        assert leak not in message
+        assert leak not in repr(caught.value)
+
+
+@pytest.mark.parametrize("asset_id", ["type-with-text", "type-not-ascii"])
+async def test_a_problem_type_that_is_not_a_uri_is_left_out(scripted_repo, asset_id):
+    with pytest.raises(AssetConflict) as caught:
+        await scripted_repo.get_asset(asset_id)
+    assert str(caught.value) == f"asset API answered 409 to GET /assets/{asset_id}"
+
+
+async def test_a_long_problem_type_is_capped(scripted_repo):
+    with pytest.raises(AssetConflict) as caught:
+        await scripted_repo.get_asset("type-too-long")
+    assert len(str(caught.value)) < 300
 
 
 @pytest.mark.parametrize(
