@@ -144,3 +144,46 @@ async def decisions(stack: OutageStack, ids: list[str]) -> dict[str, list[str]]:
             timeline = await store.by_registration(registration_id, 50)
             found[registration_id] = [str(entry.action) for entry in timeline.entries]
         return found
+
+
+def test_the_window_that_remains_is_the_audit_queues_own_outage(tmp_path: Path) -> None:
+    """Measured, not hidden: while the audit queue is unreachable, allocations still answer
+    (a device is never held up by its audit entry) and their entries wait in the worker's
+    memory. A crash in that window loses exactly those entries; the devices themselves are
+    assigned and linked, and nothing recorded before the outage is lost."""
+    stack = OutageStack(tmp_path / "window", dps_retry_scale=0.1)
+    try:
+        before = register_fleet(stack, "before", 10)
+        stack.local.stop_storage("queue")
+        during = register_fleet(stack, "during", 20)
+        stack.local.stop("function-host", kill=True)
+        stack.local.start_storage("queue")
+        stack.local.start_again("function-host")
+        eventually(lambda: stack.approximate_count("audit"), lambda n: n == 0, timeout=120)
+        timelines = asyncio.run(decisions(stack, [*before, *during]))
+        lost = [d for d in during if not any(a in ALLOCATED for a in timelines[d])]
+        kept = [d for d in before if any(a in ALLOCATED for a in timelines[d])]
+        by_asset = {a["assetId"]: a["deviceId"] for a in stack.all_assets()}
+        assert all(by_asset[asset_id] == d for d, asset_id in {**before, **during}.items())
+        assert kept == list(before)
+        assert lost == list(during), "the window is the queue outage: entries made in it"
+        print(f"audit window: {len(lost)} of {len(during)} entries made during the outage lost")
+    finally:
+        stack.close()
+
+
+def register_fleet(stack: OutageStack, prefix: str, count: int) -> dict[str, str]:
+    """`count` devices with assets, registered through DPS; device id -> asset id."""
+    fleet: dict[str, tuple[str, str]] = {}
+    for n in range(count):
+        asset_id, serial = stack.create_asset("temperature-sensor", f"us-east/window/{prefix}")
+        fleet[f"{prefix}-{uuid.uuid4().hex[:6]}-{n:02d}"] = (asset_id, serial)
+
+    async def register_all() -> list[RegistrationResult]:
+        return list(
+            await asyncio.gather(*(stack.register(d, serial) for d, (_, serial) in fleet.items()))
+        )
+
+    results = asyncio.run(register_all())
+    assert [r.status for r in results] == ["assigned"] * count
+    return {device_id: asset_id for device_id, (asset_id, _) in fleet.items()}
