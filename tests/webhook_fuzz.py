@@ -38,6 +38,9 @@ _DN_ALPHABET = st.characters(
 
 @dataclass(frozen=True)
 class Certificates:
+    """Certificates for one registration id: from a CA, from another CA, and expired."""
+
+    registration_id: str
     good: IssuedCertificate
     other_ca: IssuedCertificate
     expired: IssuedCertificate
@@ -47,6 +50,7 @@ class Certificates:
         ca, stranger = TestCertificateAuthority(), TestCertificateAuthority("Stranger CA")
         now = datetime.now(UTC)
         return cls(
+            registration_id=registration_id,
             good=ca.issue_device(registration_id, serial_number=serial),
             other_ca=stranger.issue_device(registration_id, serial_number=serial),
             expired=ca.issue_device(
@@ -122,7 +126,7 @@ def distinguished_names() -> st.SearchStrategy[str]:
     return st.one_of(
         st.lists(attribute, max_size=6).map(", ".join),
         st.text(_DN_ALPHABET, max_size=200),
-        st.just(f"CN=sensor-1001, SERIALNUMBER={VICTIM_SERIAL}"),
+        st.just(f"CN=fuzz, SERIALNUMBER={VICTIM_SERIAL}"),
     )
 
 
@@ -173,7 +177,8 @@ def payloads() -> st.SearchStrategy[Any]:
 @st.composite
 def allocation_bodies(draw: st.DrawFn, certificates: Certificates) -> bytes:
     """Mostly DPS-shaped requests with hostile fields; some not DPS-shaped at all."""
-    registration_id = draw(mostly(st.just("sensor-1001"), st.one_of(_ID, st.text(max_size=150))))
+    own = st.just(certificates.registration_id)
+    registration_id = draw(mostly(own, st.one_of(_ID, st.text(max_size=150))))
     context: dict[str, Any] = {"registrationId": registration_id}
     x509 = draw(x509_sections(certificates))
     if x509 is not None:
