@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class AssetError(Exception):
-    """Base of every asset API failure. Messages never carry credentials."""
+    """Base of every asset API failure. Messages never carry credentials, nor the asset
+    system's own error text (a problem's title or detail is untrusted; its type URI is kept)."""
 
 
 class AssetNotFound(AssetError):

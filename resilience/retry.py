@@ -66,8 +66,9 @@ async def call_with_retries(
         left = deadline - time.monotonic()
         if left <= 0:
             raise on_timeout(budget)
-        # The operation enforces the limit itself, so that it can do so inside a breaker:
-        # a timeout must count as a failure there, not as a cancelled call.
+        # The operation enforces the limit itself, so that it can do so inside a breaker, where
+        # a timeout is a verdict and a cancelled call is none. A limit under the attempt timeout
+        # was set by the budget: its timeout says nothing about the dependency.
         return await operation(min(policy.attempt_timeout_seconds, left))
 
     def log_retry(state: RetryCallState) -> None:
