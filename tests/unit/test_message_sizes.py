@@ -3,6 +3,7 @@
 import base64
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ HUBS = st.lists(st.lists(_LABEL, min_size=1, max_size=4).map(".".join), min_size
 PAYLOADS = st.dictionaries(st.text(max_size=3000), st.text(max_size=200), max_size=60)
 
 
-def encoded_size(message: dict) -> int:
+def encoded_size(message: dict[str, Any]) -> int:
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     return len(base64.b64encode(text.encode()))
 
