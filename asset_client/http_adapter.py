@@ -4,25 +4,20 @@ aiohttp rather than httpx: httpcore's pool re-polls every pooled socket on each 
 (encode/httpcore#924, #928), so at 100 concurrent allocations the same 1,800 asset calls took
 3-8 s through httpx.AsyncClient and 0.27 s through aiohttp on this 2-core machine.
 
-A server or front end closes idle connections on its own schedule. When its close crosses our
-next request on that pooled connection (a busy event loop has not read the close yet), the
-request is reset before any answer: that says nothing about the asset system, so it is sent
-again at once on another connection and never surfaces. Every asset call may be resent: GET is
-safe, a link is idempotent per device id, a patch carries If-Match. A failure on a connection
-opened for the request is an outage, as before.
+A server or front end closes idle connections on its own schedule; a request that such a close
+turns away on a reused connection is sent again at once and never surfaces (the session comes
+from resilience.idle_connections). Every asset call may be resent: GET is safe, a link is
+idempotent per device id, a patch carries If-Match.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -39,6 +34,7 @@ from asset_client.errors import (
     AssetVersionConflict,
 )
 from asset_client.models import ASSET_ID_PATTERN, Asset, DeviceLink
+from resilience.idle_connections import KEEPALIVE_SECONDS, resending_session
 
 _ASSET = TypeAdapter(Asset)
 _ITEMS = TypeAdapter(list[Asset])
@@ -46,12 +42,8 @@ _ITEMS = TypeAdapter(list[Asset])
 # the asset system's free text (untrusted, and it may echo other devices' data).
 _PROBLEM_TYPE = re.compile(r"[!-~]+")
 _MAX_PROBLEM_TYPE = 200
-_DISCONNECT_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-DEFAULT_KEEPALIVE_SECONDS = 4.0
-"""How long an idle pooled connection is kept: under the 5 s after which Node and uvicorn
-close idle connections by default, the shortest idle timeout a front end is likely to have."""
+DEFAULT_KEEPALIVE_SECONDS = KEEPALIVE_SECONDS
 T = TypeVar("T")
-_logger = logging.getLogger("asset_client")
 
 
 @dataclass(frozen=True)
@@ -126,14 +118,12 @@ class HttpAssetRepository:
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the worker's event loop, then reused for its lifetime.
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+            self._session = resending_session(
+                pool_size=self._max_connections,
+                keepalive_seconds=self._keepalive,
                 headers=self._headers,
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, keepalive_timeout=self._keepalive
-                ),
                 raise_for_status=False,
-                trace_configs=[_connection_trace()],
             )
         return self._session
 
@@ -182,73 +172,11 @@ class HttpAssetRepository:
         data: bytes | None,
         headers: Mapping[str, str],
     ) -> _Answer:
-        """One request and its answer, sent again while a reused connection turns out closed.
-
-        Each such failure drops that connection from the pool, so within the pool's size the
-        request gets a connection of its own.
-        """
-        session = self._client()
-        stale_left = self._max_connections
-        while True:
-            use = _ConnectionUse()
-            try:
-                response = await session.request(
-                    method,
-                    self._base_url + path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    trace_request_ctx=use,
-                )
-            except aiohttp.ClientConnectionError as exc:
-                if not (use.reused and _is_disconnect(exc) and stale_left > 0):
-                    raise
-                stale_left -= 1
-                _logger.debug(
-                    "pooled connection was closed by the server; sending again",
-                    extra={"what": what, "error": type(exc).__name__},
-                )
-                continue
-            async with response:
-                return _Answer(what, response.status, response.headers, await response.read())
-
-
-class _ConnectionUse:
-    """Where one request's connection came from, as aiohttp's trace signals report it."""
-
-    __slots__ = ("reused",)
-
-    def __init__(self) -> None:
-        self.reused = False
-
-
-def _connection_trace() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig()
-
-    async def reused(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
-        if isinstance(context.trace_request_ctx, _ConnectionUse):
-            context.trace_request_ctx.reused = True
-
-    async def opening(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
-        # aiohttp may itself resend a GET on another connection: the last one is what counts.
-        if isinstance(context.trace_request_ctx, _ConnectionUse):
-            context.trace_request_ctx.reused = False
-
-    trace.on_connection_reuseconn.append(reused)
-    trace.on_connection_create_start.append(opening)
-    trace.freeze()
-    return trace
-
-
-def _is_disconnect(error: aiohttp.ClientConnectionError) -> bool:
-    """Closed or reset before an answer; not a refused connect, a timeout or a TLS failure."""
-    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
-        return True
-    return (
-        isinstance(error, aiohttp.ClientOSError)
-        and not isinstance(error, aiohttp.ClientConnectorError)
-        and error.errno in _DISCONNECT_ERRNOS
-    )
+        """One request and its answer (the session resends what an idle close turned away)."""
+        async with self._client().request(
+            method, self._base_url + path, params=params, data=data, headers=headers
+        ) as response:
+            return _Answer(what, response.status, response.headers, await response.read())
 
 
 def _segment(asset_id: str) -> str:

@@ -54,6 +54,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
+from bench.harness import client_connector
 from bench.reporting import write_result
 from bench.stack_rig import RunningStack, running_stack
 from devstack.dps_device_client import register_device
@@ -674,8 +675,7 @@ async def _asset_to_twin(rig: SyncRig, devices: list[Device]) -> dict[str, Any]:
 async def _bench(stack: RunningStack) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     devices = fleet(tag)
-    # uvicorn drops a connection idle for 5 s: reusing one just then is a connection reset.
-    connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY * 2, keepalive_timeout=2)
+    connector = client_connector(limit=HTTP_CONCURRENCY * 2)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         rig = SyncRig(stack, session, tag)

@@ -5,27 +5,25 @@ triggers (host.json extensions.queues.messageEncoding): base64 of its UTF-8 by d
 plain text with "none". Logs carry the queue name and message id, never a message body (it may
 hold device data).
 
-The queue service closes connections idle past its keep-alive (Azurite: node's 5 s). When that
-close crosses our next request on the pooled connection (a busy event loop has not read it
-yet), the request is reset before any answer. azure-core's aiohttp transport calls every such
-error a ServiceRequestError, the class its `retry_connect` retries for any request, reused
-connection or fresh; with the SDK's retries off, the send failed as QueueUnavailable. So the
-session resends a request at once only when it failed that way on a reused connection; on a
-connection opened for it, a failure is an outage as before.
+The queue service closes connections idle past its keep-alive (Azurite: node's 5 s). azure-core's
+aiohttp transport calls a request reset by that close a ServiceRequestError, the class its
+`retry_connect` retries for any request, reused connection or fresh; so the SDK's retries stay
+off and the transport's session (resilience.idle_connections) resends only what a reused
+connection's close turned away. On a connection opened for it, a failure is an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import json
 import logging
 import re
 from collections.abc import Awaitable, Mapping
-from contextvars import ContextVar
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
+
+from resilience.idle_connections import KEEPALIVE_SECONDS, resending_session
 
 if TYPE_CHECKING:
     import aiohttp
@@ -41,9 +39,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 _QUEUE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _TOO_LARGE_CODES = {"RequestBodyTooLarge", "MessageTooLarge"}
 _POOL_SIZE = 100
-KEEPALIVE_SECONDS = 4.0
-"""How long an idle pooled connection is kept: under Azurite's 5 s, so we close first."""
-_DISCONNECT_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
 class QueueError(Exception):
@@ -266,77 +261,12 @@ def storage_session() -> aiohttp.ClientSession:
     """
     import aiohttp
 
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_reuseconn.append(_reused)
-    trace.on_connection_create_start.append(_opening)
-    trace.freeze()
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=_POOL_SIZE, keepalive_timeout=KEEPALIVE_SECONDS),
-        trace_configs=[trace],
-        middlewares=(_resend_if_closed_while_idle,),
+    return resending_session(
+        pool_size=_POOL_SIZE,
+        keepalive_seconds=KEEPALIVE_SECONDS,
         # As azure-core builds its own session: the SDK decompresses and keeps no cookies. And
         # trust_env stays off: aiohttp would read ~/.netrc and proxy variables on every request,
         # in a worker thread (40% of an allocation's time went there).
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
-    )
-
-
-class _ConnectionUse:
-    """Where the current request's connection came from, as aiohttp's trace signals report it."""
-
-    __slots__ = ("reused",)
-
-    def __init__(self) -> None:
-        self.reused = False
-
-
-_connection_use: ContextVar[_ConnectionUse | None] = ContextVar("connection_use", default=None)
-
-
-async def _reused(_: aiohttp.ClientSession, __: SimpleNamespace, ___: object) -> None:
-    if (use := _connection_use.get()) is not None:
-        use.reused = True
-
-
-async def _opening(_: aiohttp.ClientSession, __: SimpleNamespace, ___: object) -> None:
-    if (use := _connection_use.get()) is not None:
-        use.reused = False
-
-
-async def _resend_if_closed_while_idle(
-    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-) -> aiohttp.ClientResponse:
-    """Each such failure drops that connection from the pool, so within the pool's size the
-    request gets a connection of its own; a failure there is raised."""
-    import aiohttp
-
-    use = _ConnectionUse()
-    token = _connection_use.set(use)
-    try:
-        for _ in range(_POOL_SIZE):
-            try:
-                return await handler(request)
-            except aiohttp.ClientConnectionError as exc:
-                if not (use.reused and _is_disconnect(exc)):
-                    raise
-                _logger.debug(
-                    "pooled connection was closed by the queue service; sending again",
-                    extra={"error": type(exc).__name__},
-                )
-        return await handler(request)
-    finally:
-        _connection_use.reset(token)
-
-
-def _is_disconnect(error: aiohttp.ClientConnectionError) -> bool:
-    """Closed or reset before an answer; not a refused connect, a timeout or a TLS failure."""
-    import aiohttp
-
-    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError):
-        return True
-    return (
-        isinstance(error, aiohttp.ClientOSError)
-        and not isinstance(error, aiohttp.ClientConnectorError)
-        and error.errno in _DISCONNECT_ERRNOS
     )

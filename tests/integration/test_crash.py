@@ -28,12 +28,15 @@ from tests.integration.outage_fixtures import OutageStack, eventually
 
 DEVICES = int(os.environ.get("CRASH_DEVICES", "300"))
 ALLOCATED = ("allocation.decided", "allocation.fallback")
+# Queue messages the killed worker had received come back when its lease ends: ten minutes
+# on Azure, five seconds here.
+CRASH_HOST_ENV = {"DEVSTACK_QUEUE_LEASE_SECONDS": "5"}
 
 
 def test_killing_the_host_mid_burst_loses_nothing(tmp_path: Path) -> None:
     # DPS's real retry schedule (1 s, then +9 s each) scaled to a tenth: ~37 s of retries,
     # enough to outlast a host restart on a busy machine.
-    stack = OutageStack(tmp_path / "crash", dps_retry_scale=0.1)
+    stack = OutageStack(tmp_path / "crash", CRASH_HOST_ENV, dps_retry_scale=0.1)
     try:
         run_crash(stack)
     finally:
@@ -151,7 +154,7 @@ def test_the_window_that_remains_is_the_audit_queues_own_outage(tmp_path: Path) 
     (a device is never held up by its audit entry) and their entries wait in the worker's
     memory. A crash in that window loses exactly those entries; the devices themselves are
     assigned and linked, and nothing recorded before the outage is lost."""
-    stack = OutageStack(tmp_path / "window", dps_retry_scale=0.1)
+    stack = OutageStack(tmp_path / "window", CRASH_HOST_ENV, dps_retry_scale=0.1)
     try:
         before = register_fleet(stack, "before", 10)
         stack.local.stop_storage("queue")

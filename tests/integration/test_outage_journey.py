@@ -10,8 +10,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from devstack.dps_requests import allocation_request
 from tests.integration.outage_fixtures import OutageStack, eventually, outage_stack
 from tests.integration.policy_files import policy_file
 
@@ -235,3 +237,29 @@ def test_an_overdue_fallback_device_is_disabled_then_enabled_when_reconciled(swe
     assert sweeping.asset(asset_id)["deviceId"] == device_id
     letters = [m for m in sweeping.drain_read("dead-letters") if m.get("deviceId") == device_id]
     assert [letter["reason"] for letter in letters] == ["reconciliation overdue"]
+
+
+def test_a_refusal_is_not_answered_until_its_dead_letter_is_recorded(fallback):
+    """One way out: the service writes the dead letter before the answer; when the queue
+    cannot take it, DPS is told to retry (503) rather than told no with nothing recorded."""
+    ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+    cert = fallback.ca.issue_device(ghost, serial_number=f"SN-NONE-{ghost}")
+    body = allocation_request(ghost, x509={"clientCertificate": cert.der_base64})
+
+    def post() -> httpx.Response:
+        return httpx.post(fallback.d["allocateUrl"], json=body, timeout=30)
+
+    fallback.local.stop_storage("queue")
+    try:
+        during = post()
+    finally:
+        fallback.local.start_storage("queue")
+    assert during.status_code == 503, during.text
+    assert during.headers["retry-after"]
+    assert during.json()["type"].endswith(":storage-unavailable")
+    assert "queue" not in during.json()["detail"]  # our storage's words stay in the log
+    after = post()
+    assert after.status_code == 400, after.text
+    assert after.json()["type"].endswith(":unknown-device")
+    letters = [m for m in fallback.drain_read("dead-letters") if m.get("registrationId") == ghost]
+    assert [letter["reason"] for letter in letters] == ["unknown-device"]
