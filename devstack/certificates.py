@@ -67,36 +67,16 @@ class TestCertificateAuthority:
     issued: IssuedCertificate = field(init=False)
 
     def __post_init__(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.name)])
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        self.issued = IssuedCertificate(certificate, key)
+        self.issued = _ca_certificate(self.name, issuer=None, path_length=None)
+
+    def issue_intermediate(
+        self, name: str = "Devstack Intermediate CA"
+    ) -> TestCertificateAuthority:
+        """A CA this one signs, which issues device certificates in its turn."""
+        authority = TestCertificateAuthority.__new__(TestCertificateAuthority)
+        authority.name = name
+        authority.issued = _ca_certificate(name, issuer=self.issued, path_length=0)
+        return authority
 
     @classmethod
     def from_files(cls, cert_path: Path, key_path: Path) -> TestCertificateAuthority:
@@ -179,3 +159,43 @@ class TestCertificateAuthority:
             .sign(ca.key, hashes.SHA256())
         )
         return IssuedCertificate(certificate, key)
+
+
+def _ca_certificate(
+    name: str, *, issuer: IssuedCertificate | None, path_length: int | None
+) -> IssuedCertificate:
+    """A CA certificate: self-signed (a root) without an issuer, else signed by it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer = issuer.key if issuer else key
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=3650 if issuer is None else 1825))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
+        )
+    return IssuedCertificate(builder.sign(signer, hashes.SHA256()), key)

@@ -146,21 +146,7 @@ class OutageStack:
 
     def operator(self, *args: str) -> Any:
         """The operator CLI as an operator runs it, against this stack's storage and assets."""
-        done = subprocess.run(
-            [sys.executable, "-m", "operator_cli", *args],
-            env={
-                **os.environ,
-                "AzureWebJobsStorage": self.d["storage"]["connectionString"],
-                "ASSET_API_URL": self.d["assetApi"],
-                "ASSET_API_KEY": self.d["assetApiKey"],
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return json.loads(done.stdout)
+        return run_operator(self.d, *args)
 
     def trail(self, subject: str, subject_id: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.operator("audit", subject, subject_id, "--json")[
@@ -219,3 +205,22 @@ def outage_stack(tmp: Path, host_env: dict[str, str] | None = None) -> Iterator[
         yield stack
     finally:
         stack.close()
+
+
+def run_operator(description: dict[str, Any], *args: str) -> Any:
+    """`python -m operator_cli ... --json` against a stack.json-shaped description; its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "operator_cli", *args],
+        env={
+            **os.environ,
+            "AzureWebJobsStorage": description["storage"]["connectionString"],
+            "ASSET_API_URL": description["assetApi"],
+            "ASSET_API_KEY": description["assetApiKey"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)

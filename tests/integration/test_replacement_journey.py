@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from devstack.certificates import TestCertificateAuthority
 from devstack.dps_device_client import RegistrationResult, register_device
 from tests.integration.devstack_fixtures import devstack
 from tests.integration.iothub_fixtures import registry_manager
-from tests.integration.outage_fixtures import eventually
+from tests.integration.outage_fixtures import eventually, run_operator
 
 __all__ = ["devstack"]
 
@@ -65,21 +62,7 @@ class Journey:
 
     def operator(self, *args: str) -> Any:
         """The operator CLI as an operator runs it, against this stack's storage and assets."""
-        result = subprocess.run(
-            [sys.executable, "-m", "operator_cli", *args],
-            env={
-                **os.environ,
-                "AzureWebJobsStorage": self.d["storage"]["connectionString"],
-                "ASSET_API_URL": self.d["assetApi"],
-                "ASSET_API_KEY": self.d["assetApiKey"],
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return json.loads(result.stdout)
+        return run_operator(self.d, *args)
 
     def trail(self, subject: str, subject_id: str, count: int) -> list[dict[str, Any]]:
         """The audit timeline, once the audit writer has stored at least `count` entries."""

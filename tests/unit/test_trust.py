@@ -5,10 +5,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from allocation.errors import (
     CertificateRequired,
@@ -19,7 +15,7 @@ from allocation.http_endpoint import answer_allocation
 from allocation.policy import PolicyError, load_policy, parse_policy
 from allocation.service import AllocationService
 from allocation.trust import TrustPolicy
-from devstack.certificates import IssuedCertificate, TestCertificateAuthority
+from devstack.certificates import TestCertificateAuthority
 from devstack.dps_requests import allocation_request, enrollment_group_record
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
@@ -30,46 +26,6 @@ NOW = datetime.now(UTC)
 
 def pinned(*cas: TestCertificateAuthority, **kwargs) -> TrustPolicy:
     return TrustPolicy(issuing_cas=tuple(ca.issued.pem for ca in cas), **kwargs)
-
-
-def intermediate_of(root: TestCertificateAuthority) -> TestCertificateAuthority:
-    """A CA signed by `root`, issuing devices in its turn."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Devstack Intermediate CA")])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(root.issued.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root.issued.key.public_key()),
-            False,
-        )
-        .sign(root.issued.key, hashes.SHA256())
-    )
-    authority = TestCertificateAuthority.__new__(TestCertificateAuthority)
-    authority.name = "Devstack Intermediate CA"
-    authority.issued = IssuedCertificate(certificate, key)
-    return authority
 
 
 def test_nothing_pinned_serves_every_group_and_issuer(ca):
@@ -117,7 +73,7 @@ def test_validity_is_checked_against_the_clock(ca):
 
 
 def test_an_intermediate_presented_in_the_chain_links_the_leaf_to_the_pinned_root(ca):
-    intermediate = intermediate_of(ca)
+    intermediate = ca.issue_intermediate()
     leaf = intermediate.issue_device("dev-1").certificate
     trust = pinned(ca)
     trust.check_issuer([leaf, intermediate.issued.certificate], now=NOW)
@@ -126,7 +82,7 @@ def test_an_intermediate_presented_in_the_chain_links_the_leaf_to_the_pinned_roo
 
 
 def test_a_thumbprint_pin_anchors_at_the_certificate_the_chain_carries(ca):
-    intermediate = intermediate_of(ca)
+    intermediate = ca.issue_intermediate()
     leaf = intermediate.issue_device("dev-1").certificate
     thumbprint = intermediate.issued.sha256_thumbprint
     trust = TrustPolicy(issuing_cas=(f"sha256:{thumbprint.lower()}",))
