@@ -95,11 +95,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild) -> It
         iothub = start_iothub_emulator(run_dir, base / "iothub", tls, wait=False)
         children.append(iothub)
         wait_ready(iothub)
-        hub_access = {
+        settings = {
             "IOT_HUB_CONNECTION_STRINGS": json.dumps(
                 {name: hub["connectionString"] for name, hub in iothub.info["hubs"].items()}
             ),
             "IOT_HUB_CA_BUNDLE": str(tls.ca_cert),
+            # Azurite is shared by the whole session: hosts of other modules, which know other
+            # hubs, must not take this module's deregistrations off the queue.
+            "RECONCILIATION_QUEUE": "approvals-reconciliation",
+            "DEAD_LETTER_QUEUE": "approvals-dead-letters",
+            "AUDIT_QUEUE": "approvals-audit",
         }
         hosts = {}
         for group, keys in POLICIES.items():
@@ -110,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild) -> It
                 storage=azurite.connection_string,
                 name=f"host-{group}",
                 POLICY_FILE=str(policy),
-                **hub_access,
+                **settings,
             )
             children.append(hosts[group])
         dps_dir = base / "dps"
