@@ -63,10 +63,12 @@ def fallback(
 
 
 def refused(request: AllocationRequest, error: AllocationError, request_id: str) -> Emission:
-    """Every refusal is audited; all but a deferral (DPS retries it) are dead-lettered."""
-    entries = tuple(_refusal_entries(request, error, request_id))
+    """A refusal is dead-lettered and audited. A deferral is no decision yet (DPS retries it,
+    up to ten times a registration): it leaves only its log line, so that the outage fast path
+    writes nothing."""
     if isinstance(error, AllocationDeferred):
-        return Emission(audit=entries)
+        return Emission()
+    entries = tuple(_refusal_entries(request, error, request_id))
     return Emission(dead_letters=(_dead_letter(request, error, request_id),), audit=entries)
 
 
@@ -222,10 +224,9 @@ def _refusal_entries(
         "device_id": request.enrollment.device_id or context.registration_id,
         "request_id": request_id or None,
     }
-    deferred = isinstance(error, AllocationDeferred)
     entries = [
         AuditEntry(
-            action="allocation.deferred" if deferred else "allocation.refused",
+            action="allocation.refused",
             actor="dps-webhook",
             outcome=error.code,
             details={

@@ -15,7 +15,6 @@ AuditAction = Literal[
     "allocation.decided",
     "allocation.fallback",
     "allocation.refused",
-    "allocation.deferred",
     "replacement.accepted",
     "replacement.refused",
     "device.deregistered",
