@@ -2,7 +2,8 @@
 
 DPS has already verified the certificate chain; we parse what it forwards, cross-check what we
 can (thumbprints, validity, CN == registration id) and record where every field came from.
-The inner shape of `x509` is not documented (CONTRACTS.md §1), so every plausible one is read.
+The inner shape of `x509` is not documented, so every plausible one is read
+(docs/contracts.md, "The x509 attestation shape").
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The DPS custom-allocation webhook contract (CONTRACTS.md §1) as pydantic models.
+"""The DPS custom-allocation webhook contract as pydantic models.
+
+What DPS sends and accepts: (docs/contracts.md, "The DPS custom allocation webhook").
 
 Unknown keys are kept, not rejected: DPS adds fields to its records over time and a webhook
 that failed on them would fail every device. What we rely on is validated strictly.

@@ -1,4 +1,6 @@
-"""The enterprise asset-management API (CONTRACTS.md §6): port, models, errors, httpx adapter.
+"""The enterprise asset-management API: port, models, errors, aiohttp adapter.
+
+Summarised in (docs/contracts.md, "The asset-management API").
 
 openapi.yaml beside this file is the contract; devstack's reference service implements it.
 """

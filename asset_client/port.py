@@ -1,4 +1,4 @@
-"""The port the services depend on. The httpx adapter implements it; tests use fakes.
+"""The port the services depend on. The aiohttp adapter implements it; tests use fakes.
 
 Retries and the circuit breaker wrap this port (a decorator implementing it), so neither the
 adapter nor the services change when resilience arrives.

@@ -25,7 +25,9 @@ class IssuedCertificate:
 
     @property
     def der_base64(self) -> str:
-        """The shape DPS forwards as x509.clientCertificate (best evidenced, CONTRACTS.md §1)."""
+        """The shape DPS forwards as x509.clientCertificate, the best evidenced one
+        (docs/contracts.md, "The x509 attestation shape").
+        """
         return base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)).decode()
 
     @property

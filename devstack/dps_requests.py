@@ -1,4 +1,4 @@
-"""Build webhook request bodies the way DPS builds them (CONTRACTS.md §1)."""
+"""Build webhook request bodies the way DPS builds them (docs/contracts.md, "Request body")."""
 
 from __future__ import annotations
 

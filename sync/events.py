@@ -66,7 +66,10 @@ def asset_event_from(
 
 @dataclass(frozen=True)
 class TwinChange:
-    """One twin-change notification (CONTRACTS.md §2). Sections are None when absent."""
+    """One twin-change notification (docs/contracts.md, "Twin-change notifications").
+
+    Sections are None when absent.
+    """
 
     hub_name: str
     device_id: str

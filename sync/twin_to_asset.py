@@ -41,7 +41,7 @@ def plan_asset_update(change: TwinChange, asset: Asset, permissions: RolePermiss
 
     A value its role does not allow is refused, one that breaks its constraint is invalid;
     either way the other fields of the change still count. Identical reported writes still
-    raise events (CONTRACTS.md §2): they plan no write.
+    raise events (docs/contracts.md, "Twin-change notifications"): they plan no write.
     """
     attributes: dict[str, Any] = {}
     copied: list[str] = []

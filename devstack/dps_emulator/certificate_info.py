@@ -14,7 +14,9 @@ _NAME_OVERRIDES = {NameOID.SERIAL_NUMBER: "SERIALNUMBER"}
 
 
 class X509Shape(StrEnum):
-    """How `deviceRuntimeContext.x509` is filled (CONTRACTS.md §1: the real shape is unknown)."""
+    """How `deviceRuntimeContext.x509` is filled. The real shape is undocumented
+    (docs/contracts.md, "The x509 attestation shape").
+    """
 
     CLIENT_CERTIFICATE = "clientCertificate"
     PEM = "pem"

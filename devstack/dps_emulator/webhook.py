@@ -1,4 +1,5 @@
-"""Call a custom allocation webhook and read its answer with DPS's status rules (CONTRACTS §1).
+"""Call a custom allocation webhook and read its answer with DPS's status rules
+(docs/contracts.md, "Status codes and retries").
 
 200 with a hub -> allocated; 200 without one -> 400208; 401 -> 400209; >= 429, connection
 errors and timeouts -> retried (10 tries: 1 s, then +9 s each, times the retry scale); any

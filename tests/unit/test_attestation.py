@@ -1,4 +1,7 @@
-"""read_identity over every shape of deviceRuntimeContext.x509 (CONTRACTS.md §1), real certs."""
+"""read_identity over every shape of deviceRuntimeContext.x509, with real certificates.
+
+The shapes: (docs/contracts.md, "The x509 attestation shape").
+"""
 
 from __future__ import annotations
 
