@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from devstack.identity.keys import read_public_key
 from devstack.serving import PortInUse, bind_socket, serve_sockets
 from devstack.tls import ensure_tls
 
 from .app import create_app
 from .endpoints import DEFAULT_HUBS, LOOPBACK, parse_hub_arg, ready_info
 from .runtime import HubRuntime, Limits, open_hub
+from .sas import entra_verifier
 from .store import SchemaMismatch
 
 # Requests here take milliseconds (injected latency aside): do not wait 3 s for idle clients.
@@ -99,12 +101,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="most twins a query page holds, whatever the caller asks (default: %(default)s)",
     )
     parser.add_argument(
-        "--bearer-token",
-        dest="bearer_tokens",
-        action="append",
-        default=[],
-        metavar="TOKEN",
-        help="accept `Authorization: Bearer TOKEN` (stands in for Entra ID), repeatable",
+        "--token-issuer-key",
+        type=Path,
+        metavar="PEM",
+        help="accept `Authorization: Bearer <JWT>` signed with this RSA public key, for "
+        "audience https://iothubs.azure.net (devstack.identity's signing-key.pub.pem); "
+        "default: SAS only",
     )
     parser.add_argument("--ready-file", type=Path, help="write the ready info here once serving")
     args = parser.parse_args(argv)
@@ -115,8 +117,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("each --hub needs its own name and its own port")
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("give both --tls-cert and --tls-key, or neither")
-    if any(not token for token in args.bearer_tokens):
-        parser.error("bearer tokens must not be empty")
     if args.events_url is not None and not args.events_url.startswith(("http://", "https://")):
         parser.error("--events-url must be an http(s) URL")
     return args
@@ -129,6 +129,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.tls_cert is None:
         tls = ensure_tls(args.data_dir.resolve().parent)
         args.tls_cert, args.tls_key, ca_cert = tls.server_cert, tls.server_key, tls.ca_cert
+    verifier = None
+    if args.token_issuer_key is not None:
+        try:
+            verifier = entra_verifier(read_public_key(args.token_issuer_key))
+        except (OSError, ValueError) as exc:
+            sys.exit(
+                f"iothub emulator: cannot use --token-issuer-key {args.token_issuer_key}: {exc}"
+            )
     runtimes: list[HubRuntime] = []
     try:
         sockets = [bind_socket(LOOPBACK, port) for _, port in args.hubs]
@@ -145,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     name,
                     sock.getsockname()[1],
                     limits=limits,
-                    bearer_tokens=args.bearer_tokens,
+                    token_verifier=verifier,
                     events_url=args.events_url,
                 )
             )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devstack.identity.tokens import TokenVerifier
 
 from .delivery import EventDelivery
 from .endpoints import HubEndpoint, short_name
@@ -59,11 +60,12 @@ def open_hub(
     port: int,
     *,
     limits: Limits,
-    bearer_tokens: Collection[str] = (),
+    token_verifier: TokenVerifier | None = None,
     events_url: str | None = None,
 ) -> HubRuntime:
     """Open (creating on first start) the hub's database and keys; `{hub}` in events_url
-    becomes the hub's short name, so each hub may post to its own Event Hub path."""
+    becomes the hub's short name, so each hub may post to its own Event Hub path. Bearer
+    tokens are accepted only with a token_verifier (sas.entra_verifier)."""
     store = HubStore(database_path(data_dir, name), record_delivery=events_url is not None)
     endpoint = HubEndpoint(name=name, port=port, policies=store.policies(DEFAULT_POLICY_RIGHTS))
     delivery = None
@@ -73,7 +75,7 @@ def open_hub(
     return HubRuntime(
         endpoint=endpoint,
         hub=hub,
-        auth=Authenticator(endpoint.policies, endpoint.token_resources(), bearer_tokens),
+        auth=Authenticator(endpoint.policies, endpoint.token_resources(), token_verifier),
         faults=FaultInjector(),
         twin_updates=bucket_or_none(limits.twin_updates_per_second, 1.0),
         identity_ops=bucket_or_none(limits.identity_ops_per_minute, 60.0),

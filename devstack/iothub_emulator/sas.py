@@ -1,4 +1,5 @@
-"""Authorization header checks: service SAS tokens signed with a policy key, or bearer tokens."""
+"""Authorization header checks: service SAS tokens signed with a policy key, or Entra ID
+bearer tokens signed by the devstack's identity stand-in (devstack.identity)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
+from devstack.identity.tokens import TokenRejected, TokenVerifier
+
 from .errors import unauthorized
 from .policies import ALL_RIGHTS, Policy, Right
 
 _SAS_PREFIX = "sharedaccesssignature "
 _BEARER_PREFIX = "bearer "
+IOTHUB_AUDIENCES = ("https://iothubs.azure.net", "https://iothubs.azure.net/")
+"""IoT Hub's service audience: azure-iot-hub asks for scope https://iothubs.azure.net/.default."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ def parse_sas(token: str) -> dict[str, str]:
     return fields
 
 
+def entra_verifier(public_key_pem: bytes) -> TokenVerifier:
+    """Accepts tokens for IoT Hub signed with the identity stand-in's key."""
+    return TokenVerifier(public_key_pem, audiences=IOTHUB_AUDIENCES)
+
+
 class Authenticator:
     """Checks every request of one hub; raises 401 IotHubUnauthorizedAccess on any failure."""
 
@@ -50,12 +60,12 @@ class Authenticator:
         self,
         policies: Mapping[str, Policy],
         resources: Collection[str],
-        bearer_tokens: Collection[str] = (),
+        token_verifier: TokenVerifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._policies = dict(policies)
         self._resources = tuple(resource.lower() for resource in resources)
-        self._bearer_tokens = tuple(bearer_tokens)
+        self._tokens = token_verifier
         self._clock = clock
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -69,11 +79,15 @@ class Authenticator:
         raise unauthorized("Authorization must be a SharedAccessSignature or a Bearer token")
 
     def _bearer(self, token: str) -> Principal:
-        candidate = token.encode("utf-8")
-        for known in self._bearer_tokens:
-            if hmac.compare_digest(candidate, known.encode("utf-8")):
-                return Principal("bearer", ALL_RIGHTS)
-        raise unauthorized("the bearer token is not valid for this hub")
+        if self._tokens is None:
+            raise unauthorized(
+                "this hub takes no bearer tokens (start the emulator with --token-issuer-key)"
+            )
+        try:
+            claims = self._tokens.verify(token, now=self._clock())
+        except TokenRejected as exc:
+            raise unauthorized(f"the bearer token is not valid: {exc.message}") from None
+        return Principal(f"entra:{claims.get('oid', 'unknown')}", ALL_RIGHTS)
 
     def _sas(self, token: str) -> Principal:
         fields = parse_sas(token)

@@ -5,6 +5,10 @@ Import into a test module: `from tests.integration.iothub_fixtures import iothub
 one with other options. registry_manager() builds the real azure-iot-hub client, trusting the
 emulator's CA and with the SDK's own retries off; hub_http() is a plain HTTPS client for the
 devstack extras (faults, events, device-side reported properties).
+
+Every emulator trusts the bearer tokens of an identity key pair made in its data dir's parent
+(`identity/`): bearer_token() signs one in-process, and the identity service started on that
+directory (identity_fixtures.start_identity_service) hands out tokens the emulator accepts.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.identity import TokenIssuer, ensure_identity_files, load_issuer
 from devstack.iothub_emulator import HubConnectionInfo, hubs_from_ready_info
 from devstack.processes import Child, start_child, stop_children, wait_ready
 
 IOTHUB_EMULATOR_MODULE = "devstack.iothub_emulator"
 HUB_US = "hub-us-east.azure-devices.net"
 HUB_EU = "hub-eu-west.azure-devices.net"
-BEARER_TOKEN = "it-iothub-bearer-token"
+IOTHUB_AUDIENCE = "https://iothubs.azure.net"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,6 +41,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class RunningIotHubEmulator:
     child: Child
     data_dir: Path
+    identity_dir: Path
+
+    def token_issuer(self) -> TokenIssuer:
+        """Signs with the key the emulator trusts."""
+        return load_issuer(self.identity_dir)
+
+    def bearer_token(self, audience: str = IOTHUB_AUDIENCE) -> str:
+        """A token the identity service would hand out for IoT Hub."""
+        return self.token_issuer().issue(audience).access_token
 
     @property
     def ca_cert(self) -> str:
@@ -132,18 +146,27 @@ def start_iothub_emulator(
     name: str = "iothub-emulator",
     hubs: Sequence[tuple[str, int]] = ((HUB_US, 0), (HUB_EU, 0)),
     extra_args: Sequence[str] = (),
+    trust_tokens: bool = True,
 ) -> RunningIotHubEmulator:
-    """Start on free ports (unless hubs name them), accepting BEARER_TOKEN; return when ready.
+    """Start on free ports (unless hubs name them); return when ready.
 
-    TLS comes from devstack.tls in data_dir's parent, as `make run` does it.
+    TLS comes from devstack.tls in data_dir's parent, as `make run` does it; bearer tokens are
+    checked against the identity key pair in data_dir's parent's `identity/`, unless
+    trust_tokens is False (then the emulator takes SAS only).
     """
-    args = ["--data-dir", str(data_dir), "--bearer-token", BEARER_TOKEN]
+    identity_dir = data_dir.parent / "identity"
+    public_key = ensure_identity_files(identity_dir).public_key
+    args = ["--data-dir", str(data_dir)]
+    if trust_tokens:
+        args += ["--token-issuer-key", str(public_key)]
     for hub, port in hubs:
         args += ["--hub", f"{hub}={port}"]
     child = start_child(
         name, IOTHUB_EMULATOR_MODULE, [*args, *extra_args], run_dir=run_dir, cwd=REPO_ROOT
     )
-    return RunningIotHubEmulator(child=wait_ready(child), data_dir=data_dir)
+    return RunningIotHubEmulator(
+        child=wait_ready(child), data_dir=data_dir, identity_dir=identity_dir
+    )
 
 
 @pytest.fixture(scope="module")

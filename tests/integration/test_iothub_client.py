@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.identity import ManagedIdentityCredential
 
+from devstack.identity.bad_tokens import BadTokens
 from devstack.processes import stop_children
 from iothub_client import (
     DeviceNotFound,
@@ -28,8 +30,8 @@ from iothub_client import (
 from iothub_client.sdk_adapter import SdkIotHubRegistry
 from resilience.hub_breakers import BreakerGuardedIotHubRegistry
 from resilience.hub_rate_limit import RateLimitedIotHubRegistry
+from tests.integration.identity_fixtures import managed_identity_env, start_identity_service
 from tests.integration.iothub_fixtures import (
-    BEARER_TOKEN,
     HUB_EU,
     HUB_US,
     RunningIotHubEmulator,
@@ -255,10 +257,13 @@ class _StaticToken:
         return AccessToken(self.token, int(time.time()) + 3600)
 
 
-@pytest.mark.parametrize(("token", "works"), [(BEARER_TOKEN, True), ("not-the-token", False)])
-async def test_managed_identity_sends_a_bearer_token(iothub_emulator, token, works):
+@pytest.mark.parametrize("works", [True, False])
+async def test_managed_identity_sends_a_bearer_token(iothub_emulator, works):
     device_id = new_device(iothub_emulator)
-    credential = _StaticToken(token)
+    issuer = iothub_emulator.token_issuer()
+    audience = "https://iothubs.azure.net"
+    good = issuer.issue(audience).access_token
+    credential = _StaticToken(good if works else BadTokens(issuer).signed_by_another_key(audience))
     registry = SdkIotHubRegistry(
         HubConnections.managed_identity([HUB_US], {HUB_US: iothub_emulator.hub(HUB_US).host_name}),
         timeout_seconds=5,
@@ -271,6 +276,26 @@ async def test_managed_identity_sends_a_bearer_token(iothub_emulator, token, wor
         with pytest.raises(HubAccessDenied):
             await registry.get_twin(HUB_US, device_id)
     assert ("https://iothubs.azure.net/.default",) in credential.scopes
+
+
+async def test_managed_identity_tokens_come_from_the_identity_service(iothub_emulator):
+    """The app's registry with a real ManagedIdentityCredential, as on Azure."""
+    device_id = new_device(iothub_emulator)
+    base = iothub_emulator.identity_dir.parent
+    identity = start_identity_service(base / "identity-run", iothub_emulator.identity_dir)
+    try:
+        with managed_identity_env(identity):
+            registry = SdkIotHubRegistry(
+                HubConnections.managed_identity(
+                    [HUB_US], {HUB_US: iothub_emulator.hub(HUB_US).host_name}
+                ),
+                timeout_seconds=5,
+                ca_bundle=iothub_emulator.ca_cert,
+                credential_factory=ManagedIdentityCredential,
+            )
+            assert (await registry.get_twin(HUB_US, device_id)).device_id == device_id
+    finally:
+        stop_children([identity.child])
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,14 +16,20 @@ from urllib.parse import quote
 import httpx
 import pytest
 from azure.core.credentials import AccessToken
+from azure.identity import ManagedIdentityCredential
 from azure.iot.hub import IoTHubRegistryManager
 from azure.iot.hub.models import Twin, TwinProperties
 from azure.iot.hub.sastoken import SasToken
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from devstack.identity.bad_tokens import BadTokens
 from devstack.processes import stop_children
+from tests.integration.identity_fixtures import (
+    RunningIdentity,
+    managed_identity_env,
+    start_identity_service,
+)
 from tests.integration.iothub_fixtures import (
-    BEARER_TOKEN,
     HUB_EU,
     HUB_US,
     EventSink,
@@ -451,7 +458,7 @@ def test_policies_carry_iot_hub_rights(iothub_emulator: RunningIotHubEmulator, r
 
 
 class _StaticCredential:
-    """A TokenCredential handing out a fixed token, as managed identity would hand out its own."""
+    """A TokenCredential handing out a fixed token: for tokens the identity service never would."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -462,24 +469,96 @@ class _StaticCredential:
         return AccessToken(self.token, int(time.time()) + 3600)
 
 
-def test_bearer_tokens_given_on_the_command_line_are_accepted(
-    iothub_emulator: RunningIotHubEmulator, rm: Any
+def _token_manager(emulator: RunningIotHubEmulator, credential: Any) -> Any:
+    host = emulator.hub(HUB_US).host_name
+    manager = IoTHubRegistryManager.from_token_credential(host, credential)
+    manager.protocol.config.connection.verify = emulator.ca_cert
+    manager.protocol.config.retry_policy.retries = 0
+    return manager
+
+
+@pytest.fixture(scope="module")
+def identity(iothub_emulator: RunningIotHubEmulator) -> Iterator[RunningIdentity]:
+    """The identity service on the key pair the module's emulator trusts."""
+    base = iothub_emulator.identity_dir.parent
+    running = start_identity_service(base / "identity-run", iothub_emulator.identity_dir)
+    try:
+        yield running
+    finally:
+        stop_children([running.child])
+
+
+def test_a_managed_identity_token_reads_and_writes_twins(
+    iothub_emulator: RunningIotHubEmulator, identity: RunningIdentity, rm: Any
 ):
     device_id = new_id()
     rm.create_device_with_certificate_authority(device_id, "enabled")
-    host = iothub_emulator.hub(HUB_US).host_name
-    managers = {}
-    for token in (BEARER_TOKEN, "some-other-token"):
-        credential = _StaticCredential(token)
-        manager = IoTHubRegistryManager.from_token_credential(host, credential)
-        manager.protocol.config.connection.verify = iothub_emulator.ca_cert
-        manager.protocol.config.retry_policy.retries = 0
-        managers[token] = (manager, credential)
-    accepted, credential = managers[BEARER_TOKEN]
-    assert accepted.get_twin(device_id).device_id == device_id
-    assert set(credential.scopes) == {"https://iothubs.azure.net/.default"}
-    refused, _ = managers["some-other-token"]
-    assert status_of(lambda: refused.get_twin(device_id)) == 401
+    with managed_identity_env(identity):
+        manager = _token_manager(iothub_emulator, ManagedIdentityCredential())
+        twin = manager.get_twin(device_id)
+        updated = manager.update_twin(device_id, Twin(tags={"by": "identity"}), twin.etag)
+    assert twin.device_id == device_id
+    assert updated.tags == {"by": "identity"}
+    assert rm.get_twin(device_id).tags == {"by": "identity"}
+
+
+def test_bad_bearer_tokens_are_401_through_the_sdk(iothub_emulator: RunningIotHubEmulator, rm: Any):
+    device_id = new_id()
+    rm.create_device_with_certificate_authority(device_id, "enabled")
+    bad = BadTokens(iothub_emulator.token_issuer())
+    good = _StaticCredential(iothub_emulator.bearer_token())
+    assert _token_manager(iothub_emulator, good).get_twin(device_id).device_id == device_id
+    assert set(good.scopes) == {"https://iothubs.azure.net/.default"}
+    tokens = {
+        "audience": bad.for_another_audience("https://storage.azure.com"),
+        "expired": bad.expired("https://iothubs.azure.net"),
+        "another key": bad.signed_by_another_key("https://iothubs.azure.net"),
+        "not yet valid": bad.not_yet_valid("https://iothubs.azure.net"),
+        "issuer": bad.from_another_issuer("https://iothubs.azure.net"),
+    }
+    for name, token in tokens.items():
+        manager = _token_manager(iothub_emulator, _StaticCredential(token))
+        with pytest.raises(HttpOperationError) as refused:
+            manager.get_twin(device_id)
+        response = refused.value.response
+        assert response.status_code == 401, name
+        assert error_code(response) == "IotHubUnauthorizedAccess", name
+        assert token not in response.text, name
+
+
+def test_bearer_refusals_say_what_is_wrong(iothub_emulator: RunningIotHubEmulator):
+    bad = BadTokens(iothub_emulator.token_issuer())
+    url = f"{iothub_emulator.hub(HUB_US).url}/devices?api-version=2021-04-12"
+    expectations = {
+        bad.for_another_audience("https://storage.azure.com"): "audience",
+        bad.expired("https://iothubs.azure.net"): "expired",
+        bad.signed_by_another_key("https://iothubs.azure.net"): "signature",
+        bad.from_another_issuer("https://iothubs.azure.net"): "issuer",
+    }
+    with httpx.Client(verify=iothub_emulator.ssl_context()) as client:
+        for token, word in expectations.items():
+            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+            _unauthorized(response)
+            assert word in response.json()["Message"], response.text
+        for audience in ("https://iothubs.azure.net", "https://iothubs.azure.net/"):
+            token = iothub_emulator.bearer_token(audience)
+            accepted = client.get(url, headers={"Authorization": f"Bearer {token}"})
+            assert accepted.status_code == 200, accepted.text
+
+
+def test_without_an_issuer_key_bearer_tokens_are_refused(tmp_path: Path):
+    emulator = start_iothub_emulator(
+        tmp_path / "run", tmp_path / "data" / "iothub", hubs=[(HUB_US, 0)], trust_tokens=False
+    )
+    try:
+        url = f"{emulator.hub(HUB_US).url}/devices?api-version=2021-04-12"
+        token = emulator.bearer_token()
+        with httpx.Client(verify=emulator.ssl_context()) as client:
+            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        _unauthorized(response)
+        assert "--token-issuer-key" in response.json()["Message"]
+    finally:
+        stop_children([emulator.child])
 
 
 # --- routing details ----------------------------------------------------------------------
