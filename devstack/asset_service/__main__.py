@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from devstack.identity.keys import read_public_key
+from devstack.identity.tokens import TokenVerifier
 from devstack.serving import PortInUse, serve
 
 from .app import create_app
-from .auth import API_KEY_ENV, DEFAULT_API_KEY
+from .auth import API_KEY_ENV, DEFAULT_API_KEY, DEFAULT_TOKEN_AUDIENCE
 from .change_events import DEFAULT_TOPIC
 from .faults import MAX_LATENCY_MS, FaultSettings
 from .problems import Problem
@@ -200,8 +202,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="KEY",
         help="key that may only read, repeatable",
     )
+    parser.add_argument(
+        "--token-issuer-key",
+        type=Path,
+        metavar="PEM",
+        help="also accept Entra ID bearer tokens (JWTs) signed with this RSA public key "
+        "(devstack.identity's signing-key.pub.pem), with read-write access (default: keys only)",
+    )
+    parser.add_argument(
+        "--token-audience",
+        default=DEFAULT_TOKEN_AUDIENCE,
+        metavar="AUD",
+        help="the aud a token must carry (default: %(default)s)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="do not seed the demo fleet")
-    parser.add_argument("--ready-file", type=Path, help="write {url, port, pid} here once serving")
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        help="write {url, port, pid} (and tokenAudience with --token-issuer-key) here once serving",
+    )
     _add_event_arguments(parser)
     _add_fault_arguments(parser)
     _add_approval_arguments(parser)
@@ -215,11 +234,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--event-grid-url {sorted(repeated)[0]} is given more than once")
     if args.event_grid_key == "":
         parser.error("--event-grid-key must not be empty")
+    if not args.token_audience.strip():
+        parser.error("--token-audience must not be empty")
     return args
+
+
+def _token_verifier(args: argparse.Namespace) -> TokenVerifier | None:
+    if args.token_issuer_key is None:
+        return None
+    try:
+        key = read_public_key(args.token_issuer_key)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"asset service: cannot use --token-issuer-key {args.token_issuer_key}: {exc}")
+    return TokenVerifier(key, audiences=[args.token_audience])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    token_verifier = _token_verifier(args)
     try:
         app = create_app(
             args.data_dir,
@@ -241,8 +273,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ttl=args.approval_ttl_hours,
                 unbound_window=args.unbound_approval_window_seconds,
             ),
+            token_verifier=token_verifier,
         )
-        serve(app, host=args.host, port=args.port, ready_file=args.ready_file)
+        serve(
+            app,
+            host=args.host,
+            port=args.port,
+            ready_file=args.ready_file,
+            extra_ready_info={"tokenAudience": args.token_audience} if token_verifier else None,
+        )
     except PortInUse as exc:
         sys.exit(f"asset service: {exc}")
     except (OSError, sqlite3.Error, SchemaMismatch) as exc:

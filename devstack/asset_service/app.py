@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.identity.tokens import TokenVerifier
+
 from .auth import DEFAULT_API_KEY, KeyRing
 from .change_events import DEFAULT_TOPIC
 from .delivery_policy import DeliveryPolicy
@@ -153,13 +155,15 @@ def create_app(
     faults: FaultSettings | None = None,
     fault_seed: int | None = None,
     approvals: ApprovalPolicy | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> Starlette:
     """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
 
     Change events go to each of event_grid_urls (none: they are only kept in the outbox).
     `faults` are injected from the start (POST /devstack/faults changes them); `fault_seed`
     makes the injected errors reproducible. `approvals` says how long replacement approvals
-    stay usable (default: 72 hours; approvals naming no hardware are refused).
+    stay usable (default: 72 hours; approvals naming no hardware are refused). With a
+    `token_verifier`, Entra ID bearer tokens it accepts may read and write, as API keys do.
     """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
@@ -182,7 +186,7 @@ def create_app(
         store.close()
         raise
     publisher = EventPublisher(store, subscriptions, key=event_grid_key, policy=policy)
-    keys = KeyRing(frozenset(api_keys), frozenset(read_only_keys))
+    keys = KeyRing(frozenset(api_keys), frozenset(read_only_keys), tokens=token_verifier)
     routes = AssetRoutes(service, keys)
     event_routes = EventRoutes(store, keys, publisher.wake)
     injected = Faults(faults, seed=fault_seed)

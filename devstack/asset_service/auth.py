@@ -1,4 +1,6 @@
-"""API keys: `x-api-key` or `Authorization: Bearer`; read-only keys may only read."""
+"""Who may call: API keys (`x-api-key` or `Authorization: Bearer <key>`; read-only keys may only
+read) and, when a token verifier is configured, Entra ID bearer tokens (JWTs) for the service's
+audience, which may read and write."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 
+from devstack.identity.tokens import TokenRejected, TokenVerifier, looks_like_jwt
+
 from .problems import Problem
 
 DEFAULT_API_KEY = "devstack-asset-key"
 API_KEY_ENV = "DEVSTACK_ASSET_API_KEY"
+DEFAULT_TOKEN_AUDIENCE = "api://devstack-assets"
+_INVALID_TOKEN = 'Bearer error="invalid_token"'
 
 
 def presented_key(headers: Headers) -> str | None:
@@ -37,10 +43,16 @@ def _known(key: str, keys: Collection[str]) -> bool:
 class KeyRing:
     write_keys: frozenset[str]
     read_only_keys: frozenset[str] = frozenset()
+    tokens: TokenVerifier | None = None
+    """Verifies Entra ID tokens; None: a JWT is refused like any unknown key."""
 
     def authorize(self, headers: Headers, *, write: bool) -> None:
-        """Raise 401 for a missing or unknown key, 403 for a read-only key on a write."""
+        """Raise 401 for a missing or unknown key or a bad token, 403 for a read-only key on a
+        write. A JWT in Authorization is a token (API keys never look like one)."""
         key = presented_key(headers)
+        if key is not None and headers.get("x-api-key") is None and looks_like_jwt(key):
+            self._verify_token(key)
+            return
         if key is None or not (_known(key, self.write_keys) or _known(key, self.read_only_keys)):
             detail = (
                 "an API key is required: send x-api-key or Authorization: Bearer"
@@ -50,3 +62,21 @@ class KeyRing:
             raise Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
         if write and not _known(key, self.write_keys):
             raise Problem(403, "this API key is read-only; writes need a read-write key")
+
+    def _verify_token(self, token: str) -> None:
+        if self.tokens is None:
+            raise Problem(
+                401,
+                "this service takes API keys only, not Entra ID tokens "
+                "(start it with --token-issuer-key to accept them)",
+                headers={"WWW-Authenticate": _INVALID_TOKEN},
+            )
+        try:
+            self.tokens.verify(token)
+        except TokenRejected as exc:
+            raise Problem(
+                401,
+                f"the bearer token is not valid: {exc.message}",
+                headers={"WWW-Authenticate": _INVALID_TOKEN},
+                extensions={"reason": exc.problem},
+            ) from None

@@ -27,12 +27,19 @@ def start_asset_service(
     extra_args: Sequence[str] = (),
     approval_ttl_hours: float | None = None,
     unbound_approval_window_seconds: float | None = None,
+    token_issuer_key: Path | None = None,
+    token_audience: str | None = None,
 ) -> Child:
     """Start on 127.0.0.1 port 0 with WRITE_KEY and READ_ONLY_KEY; return once it serves.
 
-    The approval options are the service's own defaults unless given.
+    The approval options are the service's own defaults unless given. With token_issuer_key
+    (an identity service's public key), Entra ID tokens for token_audience are accepted too.
     """
     options: list[str] = []
+    if token_issuer_key is not None:
+        options += ["--token-issuer-key", str(token_issuer_key)]
+    if token_audience is not None:
+        options += ["--token-audience", token_audience]
     if approval_ttl_hours is not None:
         options += ["--approval-ttl-hours", repr(approval_ttl_hours)]
     if unbound_approval_window_seconds is not None:
