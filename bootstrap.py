@@ -14,6 +14,7 @@ from observability import redact
 from reconciliation import PendingSweep, Reconciler
 from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
+from storage_access import StorageConfigError
 from sync import AssetToTwinSync, TwinToAssetSync
 
 
@@ -75,14 +76,29 @@ def hub_connections(settings: AppSettings) -> HubConnections:
     return HubConnections([*by_sas.values(), *by_identity.values()])
 
 
-def _managed_identity(settings: AppSettings) -> Any:
-    from azure.identity import ManagedIdentityCredential
+def _token_credential(settings: AppSettings) -> Any:
+    """The app's own identity for IoT Hub: the managed identity on Azure (AZURE_CLIENT_ID for a
+    user-assigned one), a developer's sign-in locally."""
+    from azure.identity import DefaultAzureCredential
 
-    return ManagedIdentityCredential(client_id=settings.iot_hub_managed_identity_client_id)
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+def _asset_api_auth(settings: AppSettings) -> Any:
+    from asset_client.auth import ApiKey, EntraToken
+
+    if settings.asset_api_audience is not None:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+        return EntraToken(credential, settings.asset_api_audience)
+    if settings.asset_api_key is not None:
+        return ApiKey(settings.asset_api_key.get_secret_value())
+    return None
 
 
 def build_services(settings: AppSettings, policy: Policy) -> Services:
-    # Imported here so that importing function_app (cold start) does not pay for httpx.
+    # Imported here so that importing function_app (cold start) does not pay for aiohttp.
     from asset_client.http_adapter import HttpAssetRepository
     from resilience.breaker import Breaker
     from resilience.resilient_assets import ResilientAssetRepository, is_outage
@@ -91,7 +107,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     assets = ResilientAssetRepository(
         HttpAssetRepository(
             str(settings.asset_api_url),
-            api_key=settings.asset_api_key.get_secret_value() if settings.asset_api_key else None,
+            auth=_asset_api_auth(settings),
             timeout_seconds=settings.asset_api_timeout_seconds,
             max_connections=settings.asset_api_max_connections,
         ),
@@ -118,7 +134,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
                 connections,
                 timeout_seconds=settings.iot_hub_timeout_seconds,
                 ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
-                credential_factory=lambda: _managed_identity(settings),
+                credential_factory=lambda: _token_credential(settings),
             ),
             hubs=[c.hub for c in connections.values()],
             fail_max=settings.iot_hub_breaker_failures,
@@ -128,7 +144,17 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
         registry_ops_per_minute=policy.replacement.registry_ops_per_minute,
     )
-    storage = settings.storage_connection.get_secret_value()
+    from storage_access.clients import StorageClients, validate_connection_string
+
+    try:
+        validate_connection_string(settings.storage)
+    except StorageConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+    # One factory for the account: every queue and the table share its credential.
+    storage = StorageClients(
+        settings.storage,
+        connection_verify=str(settings.storage_ca_bundle) if settings.storage_ca_bundle else True,
+    )
     queue = StorageQueue(
         storage, settings.reconciliation_queue, encoding=settings.queue_message_encoding
     )
@@ -199,12 +225,12 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         audit_trail=audit_trail,
         audit_writer=audit_writer,
         # The trail first: it flushes its backlog to the audit queue before that closes.
-        closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_store),
+        closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_store, storage),
     )
 
 
 def services() -> Services:
-    """The worker's services; the httpx client inside is created once and reused."""
+    """The worker's services; their HTTP clients are created once and reused."""
     global _services
     if _services is None:
         _services = build_services(*load_configuration())

@@ -1,4 +1,5 @@
-"""The one place where failures become HTTP statuses DPS understands (docs: the webhook contract).
+"""The one place where failures become HTTP statuses DPS understands
+(docs/contracts.md, "Status codes and retries").
 
 DPS fails the registration on 400/401/404/409 (400207/400209) and retries on >= 429, so a
 refusal is 4xx only when retrying cannot help; asset-system trouble is 5xx so DPS retries.

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
+from asset_client.auth import ApiKey, AssetApiAuth
 from asset_client.errors import (
     AssetAccessDenied,
     AssetConflict,
@@ -61,15 +62,16 @@ class HttpAssetRepository:
         self,
         base_url: str,
         *,
-        api_key: str | None,
+        auth: AssetApiAuth | None = None,
+        api_key: str | None = None,
         timeout_seconds: float,
         max_connections: int = 100,
         keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
+        """`auth` says how each request is authenticated; `api_key` is short for ApiKey(key)."""
         self._base_url = base_url.rstrip("/")
         self._headers = {"accept": "application/json", "user-agent": "dps-asset-onboarding/0.1"}
-        if api_key:
-            self._headers["x-api-key"] = api_key
+        self._auth: AssetApiAuth | None = auth or (ApiKey(api_key) if api_key else None)
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._max_connections = max(1, max_connections)
         self._keepalive = keepalive_seconds
@@ -107,6 +109,8 @@ class HttpAssetRepository:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._auth is not None:
+            await self._auth.aclose()
 
     async def _find(self, params: Mapping[str, str]) -> list[Asset]:
         answer = await self._call("GET", "/assets", params=params)
@@ -139,6 +143,8 @@ class HttpAssetRepository:
         what = f"{method} {path}"
         data = json.dumps(body).encode() if body is not None else None
         request_headers = {"content-type": "application/json", **(headers or {})}
+        if self._auth is not None:
+            request_headers.update(await self._auth.headers())
         try:
             answer = await self._exchange(what, method, path, params, data, request_headers)
         except TimeoutError as exc:

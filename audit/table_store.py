@@ -24,6 +24,12 @@ from audit.entry import AuditAction, AuditEntry
 from audit.errors import AuditStoreError, AuditStoreRejected, AuditStoreUnavailable
 from audit.table_entity import from_entity, to_entity
 from audit.table_keys import partition_key, partition_keys
+from storage_access.clients import StorageClients, validate_connection_string
+from storage_access.connection import (
+    StorageAccount,
+    StorageConfigError,
+    storage_account_from_connection_string,
+)
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -75,13 +81,19 @@ class TableAuditStore:
 
     def __init__(
         self,
-        connection_string: str,
+        storage: StorageClients | StorageAccount | str,
         table_name: str,
         *,
         timeout_seconds: float = 5.0,
         retry_total: int = 0,
+        owns_storage: bool | None = None,
     ) -> None:
-        """ValueError for a table name Azure would refuse or a malformed connection string."""
+        """ValueError for a table name Azure would refuse or a malformed connection string.
+
+        `storage`: the account's client factory, or an account or connection string for a
+        factory of the store's own (with `retry_total` SDK retries). The store closes the
+        factory when it owns it: its own, or a given one with `owns_storage=True`.
+        """
         if not valid_table_name(table_name):
             raise ValueError(
                 f"invalid table name {table_name[:70]!r}: 3-63 letters and digits, starting "
@@ -90,12 +102,24 @@ class TableAuditStore:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         self.table_name = table_name
-        self._connection_string = connection_string
+        self._owns_storage = (
+            not isinstance(storage, StorageClients) if owns_storage is None else owns_storage
+        )
+        if isinstance(storage, StorageClients):
+            self._storage = storage
+        else:
+            if isinstance(storage, str):
+                storage = storage_account_from_connection_string(storage, "connection string")
+            self._storage = StorageClients(
+                storage, timeout_seconds=timeout_seconds, retry_total=retry_total
+            )
         self._timeout = timeout_seconds
-        self._retry_total = retry_total
         self._table_ready = False
         self._client: TableClient | None = None
-        self._table()  # a malformed connection string fails here, not on the first entry
+        try:  # a malformed connection string fails here, not on the first entry
+            validate_connection_string(self._storage.account)
+        except StorageConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     async def __aenter__(self) -> TableAuditStore:
         return self
@@ -109,10 +133,11 @@ class TableAuditStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's connections; a later call opens new ones."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        """Close the client's connections (when the factory is the store's own); a later call
+        opens new ones."""
+        self._client = None
+        if self._owns_storage:
+            await self._storage.aclose()
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -262,18 +287,15 @@ class TableAuditStore:
 
     def _table(self) -> TableClient:
         if self._client is None:
-            from azure.core.pipeline.transport import AioHttpTransport
-            from azure.data.tables.aio import TableClient
-
-            self._client = TableClient.from_connection_string(
-                self._connection_string,
-                self.table_name,
-                retry_total=self._retry_total,
-                connection_timeout=self._timeout,
-                read_timeout=self._timeout,
-                # No ~/.netrc and proxy lookups in a thread on every request.
-                transport=AioHttpTransport(use_env_settings=False),
-            )
+            try:
+                self._client = self._storage.table(self.table_name)
+            except StorageConfigError as exc:
+                raise AuditStoreRejected(
+                    f"table {self.table_name}: {exc}",
+                    table_name=self.table_name,
+                    status=None,
+                    code="BadConnection",
+                ) from None
         return self._client
 
     async def _call(self, call: Awaitable[T]) -> T:

@@ -137,15 +137,28 @@ class SdkIotHubRegistry:
             raise UnknownHub(f"no IoT Hub connection is configured for {hub}") from None
 
     def _call_in_thread(self, connection: HubConnection, what: str, call: Callable[[Any], T]) -> T:
+        from azure.core.exceptions import ClientAuthenticationError
         from msrest.exceptions import ClientRequestError, HttpOperationError
 
-        manager = self._manager(connection)
         try:
-            return call(manager)
+            return call(self._manager(connection))
         except HttpOperationError as exc:
-            raise _mapped(exc, f"{connection.hub}: {what}") from exc
+            error = _mapped(exc, f"{connection.hub}: {what}")
+            if isinstance(error, HubAccessDenied) and connection.auth == "managedIdentity":
+                error = HubAccessDenied(
+                    f"{error} (the hub refused the app's token: grant its identity IoT Hub "
+                    "Registry Contributor and Twin Contributor on the hub)"
+                )
+            raise error from exc
         except ClientRequestError as exc:
             raise HubUnavailable(f"{connection.hub}: {what} failed: {type(exc).__name__}") from exc
+        except ClientAuthenticationError as exc:
+            # The credential's own text may carry endpoint details: only its class is kept.
+            raise HubAccessDenied(
+                f"{connection.hub}: no Entra ID token for IoT Hub ({type(exc).__name__}); the hub "
+                "is identity-based (IOT_HUB_MANAGED_IDENTITY_HUBS): check the app's managed "
+                "identity (AZURE_CLIENT_ID for a user-assigned one)"
+            ) from None
 
     def _manager(self, connection: HubConnection) -> Any:
         managers: dict[str, Any] = self._local.__dict__.setdefault("managers", {})

@@ -15,7 +15,7 @@ from audit.errors import AuditStoreError
 from audit.table_store import MAX_LIMIT, TableAuditStore, Timeline
 from operator_cli import config
 from operator_cli.audit_rendering import no_entries, timeline_json, timeline_table
-from operator_cli.errors import ConfigurationError, TableServiceError
+from operator_cli.errors import TableServiceError
 
 if TYPE_CHECKING:
     from operator_cli.commands import Context
@@ -116,15 +116,9 @@ def show_timeline(ctx: Context) -> int:
 
 
 def _store(connection: config.StorageConnection, table: str) -> TableAuditStore:
-    try:
-        return TableAuditStore(
-            connection.connection_string, table, timeout_seconds=TIMEOUT_SECONDS, retry_total=1
-        )
-    except ValueError:
-        raise ConfigurationError(
-            f"the storage connection string from {connection.source} is not valid (it needs "
-            "AccountName and AccountKey, or endpoints with a SAS)"
-        ) from None
+    return TableAuditStore(
+        connection.clients(timeout_seconds=TIMEOUT_SECONDS), table, owns_storage=True
+    )
 
 
 async def _read(store: TableAuditStore, subject: str, subject_id: str, limit: int) -> Timeline:

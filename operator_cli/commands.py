@@ -237,10 +237,11 @@ async def _replay(queue: DeadLetterQueue, target: str, ids: list[str]) -> list[R
     async with (
         queue,
         StorageQueue(
-            queue.connection.connection_string,
+            queue.connection.clients(timeout_seconds=SEND_TIMEOUT_SECONDS, retry_total=0),
             target,
             encoding=queue.encoding,
             timeout_seconds=SEND_TIMEOUT_SECONDS,
+            owns_storage=True,
         ) as reconciliation,
     ):
         return await replay(queue, reconciliation, ids)

@@ -1,77 +1,139 @@
 """Where the CLI finds the storage account, its queues and their message encoding.
 
-The connection string comes from, in this order: --connection-string, the AzureWebJobsStorage
-environment variable (the app setting of the same name), or the local stack's
-.devstack/stack.json (written by `make run`). Queue names and the encoding follow the app
-settings RECONCILIATION_QUEUE, DEAD_LETTER_QUEUE and QUEUE_MESSAGE_ENCODING; the audit table's
-name follows AUDIT_TABLE.
+The storage account comes from, in this order: --connection-string, the app's own settings in
+the environment (AzureWebJobsStorage, or its identity-based AzureWebJobsStorage__* settings,
+read as the app reads them), or the local stack's .devstack/stack.json (written by `make run`).
+Queue and table names and the encoding follow the app settings of the same names
+(settings.StorageSettings: one declaration for the app and the CLI).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from audit.table_store import valid_table_name
 from observability import redact
 from operator_cli.errors import ConfigurationError
 from resilience.durable_queue import QueueEncoding
+from settings import STORAGE_CONNECTION, StorageSettings
+from storage_access import (
+    StorageAccount,
+    StorageConfigError,
+    resolve_storage_account,
+    storage_account_from_connection_string,
+)
+from storage_access.clients import StorageClients, validate_connection_string
 
 CONNECTION_FLAG = "--connection-string"
-CONNECTION_ENV = "AzureWebJobsStorage"
+CONNECTION_ENV = STORAGE_CONNECTION
 STACK_FILE = Path(".devstack") / "stack.json"
-DEAD_LETTER_QUEUE_ENV = "DEAD_LETTER_QUEUE"
-DEFAULT_DEAD_LETTER_QUEUE = "dead-letters"
-RECONCILIATION_QUEUE_ENV = "RECONCILIATION_QUEUE"
-DEFAULT_RECONCILIATION_QUEUE = "reconciliation"
-AUDIT_TABLE_ENV = "AUDIT_TABLE"
-DEFAULT_AUDIT_TABLE = "audit"
-ENCODING_ENV = "QUEUE_MESSAGE_ENCODING"
-DEFAULT_ENCODING: QueueEncoding = "base64"
+
+
+def _app_setting(field_name: str) -> tuple[str, Any]:
+    """The app setting's name and default, as settings.StorageSettings declares them."""
+    declared = StorageSettings.model_fields[field_name]
+    return str(declared.validation_alias), declared.default
+
+
+DEAD_LETTER_QUEUE_ENV, DEFAULT_DEAD_LETTER_QUEUE = _app_setting("dead_letter_queue")
+RECONCILIATION_QUEUE_ENV, DEFAULT_RECONCILIATION_QUEUE = _app_setting("reconciliation_queue")
+AUDIT_TABLE_ENV, DEFAULT_AUDIT_TABLE = _app_setting("audit_table")
+ENCODING_ENV, DEFAULT_ENCODING = _app_setting("queue_message_encoding")
+CA_BUNDLE_ENV, _ = _app_setting("storage_ca_bundle")
 
 _QUEUE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
 class StorageConnection:
-    """A connection string and where it came from; only the source is ever shown."""
+    """A storage account and where it came from; only the source is ever shown."""
 
-    connection_string: str = field(repr=False)
+    account: StorageAccount = field(repr=False)
     source: str
+    ca_bundle: str | None = None
+    """A CA to trust for HTTPS storage (the local stack's Azurite in keyless mode)."""
+
+    def clients(self, *, timeout_seconds: float, retry_total: int = 1) -> StorageClients:
+        return StorageClients(
+            self.account,
+            timeout_seconds=timeout_seconds,
+            retry_total=retry_total,
+            connection_verify=self.ca_bundle or True,
+        )
 
 
 def resolve_connection(
     flag: str | None, environ: Mapping[str, str], cwd: Path
 ) -> StorageConnection:
     """The first of the flag, the environment and the stack file that is set."""
+    ca_bundle = environ.get(CA_BUNDLE_ENV, "").strip() or None
     if flag:
-        return StorageConnection(flag, CONNECTION_FLAG)
-    from_env = environ.get(CONNECTION_ENV, "").strip()
-    if from_env:
-        return StorageConnection(from_env, CONNECTION_ENV)
+        account = storage_account_from_connection_string(flag, CONNECTION_FLAG)
+        return _checked(StorageConnection(account, CONNECTION_FLAG, ca_bundle))
+    prefix = CONNECTION_ENV.lower()
+    if any(key.lower().startswith(prefix) and value.strip() for key, value in environ.items()):
+        try:
+            account = resolve_storage_account(CONNECTION_ENV, environ)
+        except StorageConfigError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return _checked(StorageConnection(account, account.setting, ca_bundle))
     stack_file = cwd / STACK_FILE
     if stack_file.is_file():
-        return StorageConnection(_from_stack_file(stack_file), str(STACK_FILE))
+        return _checked(_from_stack_file(stack_file))
     raise ConfigurationError(
-        "no storage connection string: pass --connection-string, set the "
-        f"{CONNECTION_ENV} environment variable, or run the local stack (`make run`), "
-        f"which writes {STACK_FILE} in the repository root"
+        "no storage connection: pass --connection-string, set the "
+        f"{CONNECTION_ENV} environment variable (or its identity-based {CONNECTION_ENV}__* "
+        f"settings), or run the local stack (`make run`), which writes {STACK_FILE} in the "
+        "repository root"
     )
 
 
-def _from_stack_file(path: Path) -> str:
+def _checked(connection: StorageConnection) -> StorageConnection:
+    try:
+        validate_connection_string(connection.account)
+    except StorageConfigError:
+        raise ConfigurationError(
+            f"the storage connection string from {connection.source} is not valid (it needs "
+            "AccountName and AccountKey, endpoints with a SAS, or UseDevelopmentStorage=true)"
+        ) from None
+    return connection
+
+
+def _from_stack_file(path: Path) -> StorageConnection:
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"cannot read {STACK_FILE}: {type(exc).__name__}") from None
     storage = description.get("storage") if isinstance(description, dict) else None
-    value = storage.get("connectionString") if isinstance(storage, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{STACK_FILE} has no storage.connectionString")
-    return value.strip()
+    if not isinstance(storage, dict):
+        raise ConfigurationError(f"{STACK_FILE} has no storage section")
+    tls = description.get("tls") if isinstance(description, dict) else None
+    ca_bundle = tls.get("caCert") if isinstance(tls, dict) else None
+    value = storage.get("connectionString")
+    if isinstance(value, str) and value.strip():
+        account = storage_account_from_connection_string(value.strip(), str(STACK_FILE))
+        return StorageConnection(account, str(STACK_FILE), ca_bundle)
+    settings = storage.get("identitySettings")
+    if isinstance(settings, dict) and all(isinstance(v, str) for v in settings.values()):
+        # The keyless stack: its settings name the service URIs and its identity endpoint,
+        # which azure-identity reads from the environment when the credential is made.
+        for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+            if name in settings:
+                os.environ[name] = settings[name]
+        try:
+            account = resolve_storage_account(CONNECTION_ENV, settings)
+        except StorageConfigError as exc:
+            raise ConfigurationError(f"{STACK_FILE}: {exc}") from None
+        return StorageConnection(account, str(STACK_FILE), ca_bundle)
+    raise ConfigurationError(
+        f"{STACK_FILE} has neither storage.connectionString nor storage.identitySettings"
+    )
 
 
 def queue_name(value: str, what: str) -> str:
@@ -112,7 +174,7 @@ def table_from(flag: str | None, environ: Mapping[str, str]) -> str:
 
 def message_encoding(environ: Mapping[str, str]) -> QueueEncoding:
     """QUEUE_MESSAGE_ENCODING as the app reads it: base64 (default) or none."""
-    raw = environ.get(ENCODING_ENV, "").strip() or DEFAULT_ENCODING
+    raw = environ.get(ENCODING_ENV, "").strip() or str(DEFAULT_ENCODING)
     if raw == "base64":
         return "base64"
     if raw == "none":

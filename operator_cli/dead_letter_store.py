@@ -19,13 +19,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from operator_cli.config import StorageConnection
-from operator_cli.errors import ConfigurationError, QueueServiceError
+from operator_cli.errors import QueueServiceError
 from operator_cli.letters import QueuedLetter, read_letter
 from resilience.durable_queue import QueueEncoding
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueMessage
     from azure.storage.queue.aio import QueueClient
+
+    from storage_access.clients import StorageClients
 
 T = TypeVar("T")
 
@@ -62,6 +64,7 @@ class DeadLetterQueue:
         self.unreleased = 0
         """Received messages that could not be made visible again (they will be, on time out)."""
         self._client: QueueClient | None = None
+        self._storage: StorageClients | None = None
 
     async def __aenter__(self) -> DeadLetterQueue:
         return self
@@ -75,9 +78,10 @@ class DeadLetterQueue:
         await self.aclose()
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        self._client = None
+        storage, self._storage = self._storage, None
+        if storage is not None:
+            await storage.aclose()
 
     async def browse(self, limit: int) -> Listing:
         """Up to `limit` messages, oldest dead-lettered first, all left in the queue."""
@@ -134,21 +138,8 @@ class DeadLetterQueue:
 
     def _queue(self) -> QueueClient:
         if self._client is None:
-            from azure.storage.queue.aio import QueueClient
-
-            try:
-                self._client = QueueClient.from_connection_string(
-                    self.connection.connection_string,
-                    self.name,
-                    retry_total=1,
-                    connection_timeout=10,
-                    read_timeout=30,
-                )
-            except ValueError:
-                raise ConfigurationError(
-                    f"the storage connection string from {self.connection.source} is not "
-                    "valid (it needs AccountName and AccountKey, or endpoints with a SAS)"
-                ) from None
+            self._storage = self.connection.clients(timeout_seconds=30, retry_total=1)
+            self._client = self._storage.queue(self.name)
         return self._client
 
     async def _call(self, call: Awaitable[T]) -> T:

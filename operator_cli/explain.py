@@ -67,7 +67,9 @@ def explain(ctx: Any) -> int:
     args = ctx.args
     connection = config.resolve_connection(args.connection_string, ctx.environ, ctx.cwd)
     store = TableAuditStore(
-        connection.connection_string, config.table_from(args.table, ctx.environ)
+        connection.clients(timeout_seconds=10),
+        config.table_from(args.table, ctx.environ),
+        owns_storage=True,
     )
     policy = _policy(args.policy, ctx.environ)
     asset_url, asset_key = _asset_api(args.asset_api, ctx.environ, ctx.cwd)

@@ -23,10 +23,14 @@ from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
 
-from resilience.idle_connections import KEEPALIVE_SECONDS, resending_session
+from storage_access.clients import StorageClients
+from storage_access.connection import (
+    StorageAccount,
+    StorageConfigError,
+    storage_account_from_connection_string,
+)
 
 if TYPE_CHECKING:
-    import aiohttp
     from azure.storage.queue.aio import QueueClient
 
 _logger = logging.getLogger("resilience")
@@ -38,7 +42,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 _QUEUE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _TOO_LARGE_CODES = {"RequestBodyTooLarge", "MessageTooLarge"}
-_POOL_SIZE = 100
 
 
 class QueueError(Exception):
@@ -89,12 +92,16 @@ class StorageQueue:
 
     def __init__(
         self,
-        connection_string: str,
+        storage: StorageClients | StorageAccount | str,
         queue_name: str,
         *,
         encoding: QueueEncoding = "base64",
         timeout_seconds: float = 5,
+        owns_storage: bool | None = None,
     ) -> None:
+        """`storage`: the account's client factory, or an account or connection string for a
+        factory of the queue's own. The queue closes the factory when it owns it: its own, or
+        a given one with `owns_storage=True`."""
         if not (3 <= len(queue_name) <= 63 and _QUEUE_NAME.fullmatch(queue_name)):
             raise ValueError(
                 f"invalid queue name {queue_name!r}: 3-63 lowercase letters, digits and single "
@@ -104,7 +111,10 @@ class StorageQueue:
             raise ValueError(f"queue encoding must be 'base64' or 'none', not {encoding!r}")
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
-        self._connection_string = connection_string
+        self._owns_storage = (
+            not isinstance(storage, StorageClients) if owns_storage is None else owns_storage
+        )
+        self._storage = _clients(storage, timeout_seconds)
         self.queue_name = queue_name
         self.encoding: QueueEncoding = encoding
         self._timeout = timeout_seconds
@@ -126,10 +136,11 @@ class StorageQueue:
         _logger.debug("message queued", extra={"queue": self.queue_name, "messageId": message_id})
 
     async def aclose(self) -> None:
-        """Close the client's connections; a later send opens new ones."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        """Close the client's connections (when the factory is the queue's own); a later send
+        opens new ones."""
+        self._client = None
+        if self._owns_storage:
+            await self._storage.aclose()
 
     async def __aenter__(self) -> StorageQueue:
         return self
@@ -198,17 +209,20 @@ class StorageQueue:
 
     def _queue_client(self) -> QueueClient:
         if self._client is None:
-            from azure.core.pipeline.transport import AioHttpTransport
-            from azure.storage.queue.aio import QueueClient
-
-            self._client = QueueClient.from_connection_string(
-                self._connection_string,
-                self.queue_name,
-                retry_total=0,
-                connection_timeout=self._timeout,
-                read_timeout=self._timeout,
-                transport=AioHttpTransport(session=storage_session(), session_owner=True),
-            )
+            try:
+                self._client = self._storage.queue(self.queue_name)
+            except (StorageConfigError, ValueError) as exc:
+                detail = (
+                    str(exc)
+                    if isinstance(exc, StorageConfigError)
+                    else f"{self._storage.account.setting} is not a usable storage connection"
+                )
+                raise QueueRejected(
+                    f"queue {self.queue_name}: {detail}",
+                    queue_name=self.queue_name,
+                    status=None,
+                    code="BadConnection",
+                ) from None
         return self._client
 
     async def _call(self, call: Awaitable[T]) -> T:
@@ -255,18 +269,9 @@ class StorageQueue:
         _logger.warning("queue send failed", extra={"queue": self.queue_name, "reason": reason})
 
 
-def storage_session() -> aiohttp.ClientSession:
-    """An aiohttp session for an Azure SDK transport: a request that a reused connection's
-    close turns away is sent again at once. Create it inside the event loop that will use it.
-    """
-    import aiohttp
-
-    return resending_session(
-        pool_size=_POOL_SIZE,
-        keepalive_seconds=KEEPALIVE_SECONDS,
-        # As azure-core builds its own session: the SDK decompresses and keeps no cookies. And
-        # trust_env stays off: aiohttp would read ~/.netrc and proxy variables on every request,
-        # in a worker thread (40% of an allocation's time went there).
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-    )
+def _clients(storage: StorageClients | StorageAccount | str, timeout: float) -> StorageClients:
+    if isinstance(storage, StorageClients):
+        return storage
+    if isinstance(storage, str):
+        storage = storage_account_from_connection_string(storage, "connection string")
+    return StorageClients(storage, timeout_seconds=timeout)

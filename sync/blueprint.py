@@ -42,6 +42,8 @@ async def asset_changed(event: func.EventGridEvent, context: func.Context) -> No
     arg_name="events",
     event_hub_name="%TWIN_EVENTS_HUB%",
     connection="IOT_HUB_EVENTS_CONNECTION",
+    # A group of the app's own: $Default is shared with every other reader of the stream.
+    consumer_group="%TWIN_EVENTS_CONSUMER_GROUP%",
     cardinality=func.Cardinality.MANY,
 )
 async def twin_changed(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006

@@ -154,7 +154,7 @@ class FunctionHost:
             ((s.http.route, s.http.methods, s) for s in functions if s.http is not None),
         )
         # App settings are environment variables by now (local.settings.json Values applied).
-        self._queue_clients = QueueClients()
+        self._queue_clients = QueueClients(os.environ)
         watcher = QueueWatcher()
         self._invoker = Invoker(
             function_directory=str(options.script_root),

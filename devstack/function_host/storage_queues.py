@@ -1,9 +1,11 @@
 """Azure Storage queues as the Functions host's Storage Queues extension reaches them.
 
 Connections are app settings holding a storage connection string (`UseDevelopmentStorage=true`
-means Azurite on 127.0.0.1:10001), queue names are `%setting%`-resolved and validated like the
-extension does, and message text is encoded per host.json `messageEncoding`. Clients are the
-Storage SDK's async ones (aiohttp), one per storage account, shared by triggers and outputs.
+means Azurite on 127.0.0.1:10001) or identity-based ones (`<name>__queueServiceUri`, ...),
+read by the app's own storage_access package as the host reads them. Queue names are
+`%setting%`-resolved and validated like the extension does, and message text is encoded per
+host.json `messageEncoding`. Clients are the Storage SDK's async ones (aiohttp), one per
+storage account, shared by triggers and outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
@@ -24,6 +27,12 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from devstack.function_host.app_settings import UnresolvedSetting, resolve_setting_references
 from devstack.function_host.host_config import MessageEncoding
+from storage_access import StorageAccount, StorageConfigError, resolve_storage_account
+from storage_access.clients import validate_connection_string
+from storage_access.credentials import async_credential
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
 POISON_SUFFIX = "-poison"
@@ -54,46 +63,31 @@ class BadMessageEncoding(ValueError):
 class StorageConnection:
     """A storage account as a queue binding's `connection` names it."""
 
-    setting: str
-    connection_string: str
+    account: StorageAccount
+
+    @property
+    def setting(self) -> str:
+        return self.account.setting
+
+    @property
+    def key(self) -> str:
+        """Identifies the account (for client caching), never shown."""
+        return self.account.connection_string or self.account.service_uri("queue")
 
 
 def resolve_connection(connection: str | None, environ: Mapping[str, str]) -> StorageConnection:
-    """The connection string a binding's `connection` names, found as the WebJobs SDK looks.
-
-    `<name>`, then `AzureWebJobs<name>`, then `ConnectionStrings__<name>`, case-insensitively;
-    an empty name means AzureWebJobsStorage. Identity-based settings (`<name>__queueServiceUri`
-    and friends) need Azure AD, which the dev host does not have: QueueConfigError says so.
-    """
-    name = connection or DEFAULT_CONNECTION
-    values = {key.lower(): (key, value) for key, value in environ.items() if value}
-    for candidate in (name, f"AzureWebJobs{name}", f"ConnectionStrings__{name}"):
-        found = values.get(candidate.lower())
-        if found is not None:
-            setting, value = found
-            _check_connection_string(setting, value)
-            return StorageConnection(setting=setting, connection_string=value)
-    prefix = f"{name}__".lower()
-    identity = sorted(key for low, (key, _) in values.items() if low.startswith(prefix))
-    if identity:
-        raise QueueConfigError(
-            f"connection {name!r} is identity-based ({', '.join(identity)}); the dev host has "
-            f"no Azure AD credential: set {name} to a connection string "
-            "(UseDevelopmentStorage=true for Azurite)"
-        )
-    raise QueueConfigError(
-        f"connection {name!r} names no app setting: define {name} (a storage connection "
-        "string, UseDevelopmentStorage=true for Azurite) in local.settings.json Values"
-    )
-
-
-def _check_connection_string(setting: str, value: str) -> None:
+    """The storage account a binding's `connection` names, found as the WebJobs SDK looks:
+    a connection string under `<name>`, `AzureWebJobs<name>` or `ConnectionStrings__<name>`
+    (case-insensitively), else identity-based `<name>__queueServiceUri` and friends. An empty
+    name means AzureWebJobsStorage."""
     try:
-        QueueServiceClient.from_connection_string(value)
-    except ValueError as exc:
-        raise QueueConfigError(
-            f"app setting {setting} is not a storage connection string: {exc}"
-        ) from None
+        account = resolve_storage_account(connection or DEFAULT_CONNECTION, environ)
+        validate_connection_string(account)
+        if account.identity_based:
+            account.service_uri("queue")
+    except StorageConfigError as exc:
+        raise QueueConfigError(str(exc)) from None
+    return StorageConnection(account)
 
 
 def resolve_queue_name(raw: str, environ: Mapping[str, str]) -> str:
@@ -149,35 +143,50 @@ def decode_message(text: str, encoding: MessageEncoding) -> bytes:
 
 
 class QueueClients:
-    """Async Storage SDK clients, one per connection string; close() once at shutdown."""
+    """Async Storage SDK clients, one service client per account; close() once at shutdown.
 
-    def __init__(self) -> None:
+    An identity-based account gets its token from azure-identity, as the host's would (a
+    managed identity on Azure, the devstack's identity stand-in locally); STORAGE_CA_BUNDLE,
+    when set, is the CA to trust for the account's HTTPS endpoints (a local Azurite).
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._services: dict[str, QueueServiceClient] = {}
         self._queues: dict[tuple[str, str], QueueClient] = {}
+        self._credentials: list[AsyncTokenCredential] = []
+        ca_bundle = (environ or {}).get("STORAGE_CA_BUNDLE", "").strip()
+        self._verify: str | bool = ca_bundle or True
 
     def queue(self, connection: StorageConnection, queue_name: str) -> QueueClient:
         """The client of one queue; clients of one account share its HTTP session."""
-        key = (connection.connection_string, queue_name)
+        key = (connection.key, queue_name)
         cached = self._queues.get(key)
         if cached is not None:
             return cached
-        service = self._services.get(connection.connection_string)
+        service = self._services.get(connection.key)
         if service is None:
-            service = QueueServiceClient.from_connection_string(
-                connection.connection_string,
-                retry_policy=LinearRetry(
-                    backoff=_RETRY_BACKOFF_SECONDS, retry_total=_RETRIES, random_jitter_range=0
-                ),
-                connection_timeout=_CONNECT_TIMEOUT_SECONDS,
-                read_timeout=_READ_TIMEOUT_SECONDS,
-                logger=_SDK_LOGGER,
-                # No ~/.netrc and proxy lookups in a thread on every message.
-                transport=AioHttpTransport(use_env_settings=False),
-            )
-            self._services[connection.connection_string] = service
+            service = self._service(connection.account)
+            self._services[connection.key] = service
         client = service.get_queue_client(queue_name)
         self._queues[key] = client
         return client
+
+    def _service(self, account: StorageAccount) -> QueueServiceClient:
+        options: dict[str, Any] = {
+            "retry_policy": LinearRetry(
+                backoff=_RETRY_BACKOFF_SECONDS, retry_total=_RETRIES, random_jitter_range=0
+            ),
+            "connection_timeout": _CONNECT_TIMEOUT_SECONDS,
+            "read_timeout": _READ_TIMEOUT_SECONDS,
+            "logger": _SDK_LOGGER,
+            # No ~/.netrc and proxy lookups in a thread on every message.
+            "transport": AioHttpTransport(use_env_settings=False, connection_verify=self._verify),
+        }
+        if account.connection_string is not None:
+            return QueueServiceClient.from_connection_string(account.connection_string, **options)
+        credential = async_credential(account.identity)
+        self._credentials.append(credential)
+        return QueueServiceClient(account.service_uri("queue"), credential=credential, **options)
 
     async def create_if_missing(self, connection: StorageConnection, queue_name: str) -> None:
         with contextlib.suppress(ResourceExistsError):
@@ -196,11 +205,14 @@ class QueueClients:
         services, self._services, self._queues = list(self._services.values()), {}, {}
         for service in services:
             await service.close()
+        credentials, self._credentials = self._credentials, []
+        for credential in credentials:
+            await credential.close()
 
 
 def queue_key(connection: StorageConnection, queue_name: str) -> tuple[str, str]:
     """Identifies one queue of one account, for waking its listeners."""
-    return (connection.connection_string, queue_name)
+    return (connection.key, queue_name)
 
 
 class QueueWatcher:

@@ -226,13 +226,18 @@ class PlainHost:
 def plain_host(
     tmp_path_factory: pytest.TempPathFactory, azurite: AzuriteChild
 ) -> Iterator[PlainHost]:
-    """messageEncoding none, other options default; the flaky connection is identity-based.
+    """messageEncoding none, other options default; the flaky connection's identity settings
+    are wrong (no service, and a credential the host does not know).
 
     Before it starts, its items queue holds a message already dequeued 5 times
     (maxDequeueCount 5): the host's own receive makes that 6.
     """
     options = {"messageEncoding": "none", "maxPollingInterval": "00:00:00.200"}
-    identity = {"FlakyStorage": "", "FlakyStorage__queueServiceUri": "https://a.queue.x.net"}
+    identity = {
+        "FlakyStorage": "",
+        "FlakyStorage__queueServiceUri": "https://a.queue.x.net",
+        "FlakyStorage__credential": "clientsecret",
+    }
     project = _project(tmp_path_factory.mktemp("queue-host-plain"), azurite, options, **identity)
     items = project.queue("ITEMS_QUEUE")
     items.create_queue()
@@ -479,13 +484,15 @@ def test_message_dequeued_too_often_already_goes_straight_to_poison(
     assert "dequeueCount=6" in log
 
 
-def test_identity_based_connection_is_refused_with_a_start_up_warning(
+def test_a_wrong_identity_based_connection_is_refused_with_a_start_up_warning(
     plain_host: PlainHost,
 ) -> None:
     log = plain_host.host.log()
-    warning = next(line for line in log.splitlines() if "function=flaky" in line)
+    warning = next(
+        line for line in log.splitlines() if "function=flaky" in line and "credential" in line
+    )
     assert " WARNING " in warning
-    assert "identity-based (FlakyStorage__queueServiceUri)" in warning
+    assert "FlakyStorage__credential must be 'managedidentity'" in warning
     assert "queue listener started function=flaky" not in log
 
 
@@ -546,8 +553,12 @@ def test_use_development_storage_means_azurite_on_its_default_port() -> None:
     assert client.url == "http://127.0.0.1:10001/devstoreaccount1/orders"
     named = resolve_connection("Storage", {"azurewebjobsstorage": "UseDevelopmentStorage=true"})
     assert named.setting == "azurewebjobsstorage", "AzureWebJobs<name>, case-insensitive"
-    with pytest.raises(QueueConfigError, match="names no app setting"):
+    with pytest.raises(QueueConfigError, match="no storage connection Missing"):
         resolve_connection("Missing", {})
+    identity = resolve_connection(
+        "Keyless", {"Keyless__queueServiceUri": "https://acct.queue.core.windows.net"}
+    )
+    assert identity.account.identity_based, "identity-based connections are read as on Azure"
 
 
 def test_queue_names_are_resolved_lower_cased_and_validated() -> None:

@@ -29,6 +29,7 @@ from operator_cli.replay import replay
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
 from resilience.durable_queue import QueueUnavailable, StorageQueue
 from resilience.reconciliation import ReconciliationMessage
+from storage_access import storage_account_from_connection_string
 from tests.integration.azurite_fixtures import azurite, unique_name
 
 __all__ = ["azurite"]
@@ -442,7 +443,9 @@ class RecordingSender:
 async def test_replay_queues_before_it_deletes(queues: Queues) -> None:
     (message_id,) = queues.record(letter(1))
     sender = RecordingSender(queues)
-    connection = StorageConnection(queues.connection_string, "test")
+    connection = StorageConnection(
+        storage_account_from_connection_string(queues.connection_string, "test"), "test"
+    )
     async with DeadLetterQueue(connection, queues.dead_letters, "base64") as queue:
         outcomes = await replay(queue, sender, [message_id])
     assert [outcome.status for outcome in outcomes] == ["replayed"]
@@ -454,7 +457,9 @@ async def test_replay_queues_before_it_deletes(queues: Queues) -> None:
 async def test_a_failed_send_keeps_the_letter_and_stops(queues: Queues) -> None:
     ids = queues.record(letter(1), letter(2))
     sender = RecordingSender(queues, fail=True)
-    connection = StorageConnection(queues.connection_string, "test")
+    connection = StorageConnection(
+        storage_account_from_connection_string(queues.connection_string, "test"), "test"
+    )
     async with DeadLetterQueue(connection, queues.dead_letters, "base64") as queue:
         outcomes = await replay(queue, sender, ids)
     assert sorted(outcome.status for outcome in outcomes) == ["failed", "skipped"]
@@ -608,7 +613,9 @@ def test_connection_from_the_flag_and_from_the_local_stack_file(
     (stack_dir / "stack.json").write_text(json.dumps({"storage": {}}))
     broken = run_cli(["list"], queues=queues, cwd=tmp_path, connection=False)
     assert broken.code == 2
-    assert "stack.json has no storage.connectionString" in broken.err
+    assert "stack.json has neither storage.connectionString nor storage.identitySettings" in (
+        broken.err
+    )
 
 
 def test_queue_flag_overrides_the_setting(queues: Queues, tmp_path: Path) -> None:

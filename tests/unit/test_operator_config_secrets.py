@@ -97,5 +97,5 @@ def test_the_stack_file_supplies_the_connection_when_nothing_else_does(tmp_path:
         json.dumps({"storage": {"connectionString": STORAGE}})
     )
     connection = config.resolve_connection(None, {}, tmp_path)
-    assert connection.connection_string == STORAGE
+    assert connection.account.connection_string == STORAGE
     assert connection.source == str(config.STACK_FILE)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from settings import AppSettings, ConfigurationError, load_settings
 
@@ -29,7 +30,10 @@ SETTING_NAMES = [
     "POLICY_FILE",
     "IOT_HUB_CONNECTION_STRINGS",
     "IOT_HUB_MANAGED_IDENTITY_HUBS",
-    "IOT_HUB_MANAGED_IDENTITY_CLIENT_ID",
+    "AZURE_CLIENT_ID",
+    "ASSET_API_AUDIENCE",
+    "TWIN_EVENTS_CONSUMER_GROUP",
+    "STORAGE_CA_BUNDLE",
     "IOT_HUB_ENDPOINTS",
     "IOT_HUB_CA_BUNDLE",
     "IOT_HUB_TIMEOUT_SECONDS",
@@ -256,13 +260,41 @@ def test_a_start_up_failure_prints_no_key(overrides, named):
     assert not _shows_key(result.stderr + result.stdout)
 
 
+def _requirement_keys(lines: list[str]) -> list[tuple[str, str, str]]:
+    """Name, range and environment marker of each requirement, in a form that ignores spelling
+    (quote style, name case, spaces); one name may appear once per marker (azure-functions does)."""
+    keys = []
+    for line in lines:
+        requirement = Requirement(line)
+        keys.append(
+            (
+                canonicalize_name(requirement.name),
+                str(requirement.specifier),
+                str(requirement.marker or ""),
+            )
+        )
+    return sorted(keys)
+
+
 def test_requirements_txt_matches_pyproject_runtime_dependencies():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = {Requirement(d).name: str(Requirement(d).specifier) for d in project["dependencies"]}
-    listed = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            requirement = Requirement(line)
-            listed[requirement.name] = str(requirement.specifier)
-    assert listed == declared
+    listed = [
+        line
+        for line in (
+            raw.split("#", 1)[0].strip()
+            for raw in (REPO / "requirements.txt").read_text().splitlines()
+        )
+        if line
+    ]
+    assert _requirement_keys(listed) == _requirement_keys(project["dependencies"])
+
+
+def test_requirement_keys_tell_markers_apart_and_ignore_spelling():
+    assert _requirement_keys(["Azure_Functions>=2,<3; python_version >= '3.13'"]) == (
+        _requirement_keys(['azure-functions <3, >=2 ; python_version>="3.13"'])
+    )
+    assert _requirement_keys(["azure-functions>=2,<3; python_version >= '3.13'"]) != (
+        _requirement_keys(["azure-functions>=2,<3"])
+    )
+    both = ["a>=1; python_version < '3.13'", "a>=2; python_version >= '3.13'"]
+    assert _requirement_keys(both) != _requirement_keys(both[:1])
