@@ -1,37 +1,50 @@
 # The two commands a newcomer needs: `make run` and `make test`.
+# Python 3.11 (or 3.12) in .venv. Any target runs on another Python in a venv of its own:
+# `make pytest PYTHON=python3.13 VENV=.venv313`.
 PYTHON ?= python3.11
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# Runtime dependencies pinned with hashes (make lock regenerates it from requirements.txt).
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+# Runtime dependencies pinned with hashes for every supported Python (make lock regenerates it).
 LOCK := requirements.lock
-LOCK_CONSTRAINTS := $(VENV)/lock-constraints.txt
+LOCK_CONSTRAINTS = $(VENV)/lock-constraints.txt
+# npm writes it on every install: the Node packages (Azurite, the DPS device client) are shared by
+# every venv and installed again only when the package files change.
+NODE_STAMP := node_modules/.package-lock.json
 # The lock tool lives in a venv of its own under .venv, never in the project's environment.
 LOCK_TOOLS := $(VENV)/lock-tools
 UV_VERSION := 0.13.10
-APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
+APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
 
 .PHONY: install lock run test lint typecheck pytest bench chaos format clean
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 # Re-installs only when the dependency declarations change, so `make install` is idempotent and cheap.
 # The runtime dependencies come from the lock, every file checked against its hash; the project and
 # its dev extras follow, constrained to the locked versions (the hashes stripped: pip's hash mode
-# cannot take an editable install), so pip cannot move a runtime package past the lock.
-$(STAMP): pyproject.toml requirements.txt $(LOCK) $(wildcard package.json package-lock.json)
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+# cannot take an editable install), so pip cannot move a runtime package past the lock. Each pin
+# keeps its environment marker: the lock pins azure-functions twice, for Pythons below and from 3.13.
+$(STAMP): pyproject.toml requirements.txt $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12), (3, 13)))' 2>/dev/null || \
+		{ echo "error: '$(PYTHON)' is not a working Python 3.11, 3.12 or 3.13 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ \\;]*\).*/\1/p' $(LOCK) > $(LOCK_CONSTRAINTS)
+	sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^\\]*[^ \\]\).*/\1/p' $(LOCK) > $(LOCK_CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(LOCK_CONSTRAINTS)
-	@if [ -f package.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
 	@touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
 # Regenerates requirements.lock from requirements.txt: resolved against PyPI alone (never the
-# machine's extra indexes) for Python 3.11 on Linux x86_64, as Azure runs it, with every file's hash.
-# Needs network access to PyPI. Run it after editing requirements.txt, then commit both files. It
+# machine's extra indexes), with every file's hash, once for all of Python 3.11 to 3.13 (--universal:
+# one version per package wherever the Pythons agree, an environment marker on each pin where they
+# cannot, as for azure-functions). Needs network access to PyPI. Run it after editing
+# requirements.txt, then commit both files (tests/unit/test_dependencies.py reads the lock once per
+# Python that requires-python admits). It
 # keeps the pins that still satisfy requirements.txt; `make lock LOCK_FLAGS=--upgrade` takes the
 # newest releases the ranges admit (LOCK_FLAGS='--upgrade-package aiohttp' for one package).
 LOCK_FLAGS ?=
@@ -40,7 +53,7 @@ lock:
 	env -u UV_INDEX -u UV_EXTRA_INDEX_URL -u UV_FIND_LINKS \
 		$(LOCK_TOOLS)/bin/uv pip compile requirements.txt --generate-hashes --no-config $(LOCK_FLAGS) \
 		--index-url https://pypi.org/simple --no-emit-index-url \
-		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+		--universal --python-version 3.11 \
 		--custom-compile-command 'make lock' --quiet --output-file $(LOCK)
 
 run: install

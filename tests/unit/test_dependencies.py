@@ -3,14 +3,19 @@ drops below the first release that fixes the advisories we know of.
 
 The lock is what CI installs (`pip install --require-hashes -r requirements.lock`, see the
 Makefile); requirements.txt is what Azure's remote build installs. `make lock` regenerates the lock.
+One lock serves every Python that requires-python admits: a pin that only some of them take
+carries an environment marker (azure-functions is 1.x before 3.13 and 2.x from it), so the lock is
+read once per supported Python.
 """
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -87,7 +92,7 @@ ADVISORY_FLOORS: dict[str, tuple[str, str, str]] = {
         "GHSA-hgf8-39gv-g3f2 3.1.4; GHSA-q34m-jh98-gwm2 3.0.6; GHSA-2g68-c3qc-8985 3.0.3",
     ),
     "pyjwt": (
-        "lock",
+        "dev",
         "2.14.0",
         "GHSA-r6x4-923q-g947, GHSA-9v7f-9g4p-ffgj and others 2.14.0; GHSA-xgmm-8j9v-c9wx, "
         "GHSA-jq35-7prp-9v3f and others 2.13.0; GHSA-752w-5fwx-jx9f 2.12.0",
@@ -100,6 +105,35 @@ LOCAL_REFERENCE = re.compile(r"file:|(?:^|\s)(?:/|~|\.\.?/)\S")
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})\b")
 
 
+@dataclass(frozen=True)
+class Pin:
+    """One pinned line of the lock: its version, hashes and the environments it applies to."""
+
+    version: Version
+    hashes: tuple[str, ...]
+    marker: Marker | None = None
+
+
+def supported_pythons(requires_python: str) -> list[str]:
+    """The Python 3 minor versions a requires-python range admits (3.11, 3.12, 3.13 today)."""
+    admitted = SpecifierSet(requires_python)
+    return [f"3.{minor}" for minor in range(8, 30) if f"3.{minor}" in admitted]
+
+
+def environment(python: str) -> dict[str, str]:
+    """Marker environment of CPython `python` on Linux x86_64, where Azure and CI run the app."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "sys_platform": "linux",
+        "os_name": "posix",
+    }
+
+
 def requirement_lines(text: str) -> list[Requirement]:
     """The requirements of a requirements.txt (or a pyproject list rendered one per line)."""
     found = []
@@ -110,9 +144,9 @@ def requirement_lines(text: str) -> list[Requirement]:
     return found
 
 
-def lock_entries(text: str) -> tuple[dict[str, tuple[Version, list[str]]], list[str]]:
-    """Pins of a hashed lock (name -> version, its hashes) and the problems found reading it."""
-    pins: dict[str, tuple[Version, list[str]]] = {}
+def lock_entries(text: str) -> tuple[dict[str, list[Pin]], list[str]]:
+    """Pins of a hashed lock (name -> its pinned lines) and the problems found reading it."""
+    pins: dict[str, list[Pin]] = {}
     problems = []
     logical = re.sub(r"\\\n", " ", text)
     for raw in logical.splitlines():
@@ -136,26 +170,55 @@ def lock_entries(text: str) -> tuple[dict[str, tuple[Version, list[str]]], list[
         hashes = HASH.findall(line)
         if not hashes:
             problems.append(f"{name} has no --hash=sha256: in the lock")
-        pins[name] = (Version(pinned[0].version), hashes)
+        pins.setdefault(name, []).append(
+            Pin(Version(pinned[0].version), tuple(hashes), requirement.marker)
+        )
     for number, raw in enumerate(text.splitlines(), start=1):
         if LOCAL_REFERENCE.search(raw):
             problems.append(f"line {number} names a local path or file URL: {raw.strip()[:80]}")
     return pins, problems
 
 
-def lock_problems(requirements_text: str, lock_text: str) -> list[str]:
-    """What is wrong with a lock as the lock of these requirements (empty when all is well)."""
+def pins_for(pins: Mapping[str, list[Pin]], python: str) -> tuple[dict[str, Pin], list[str]]:
+    """The pins pip installs on `python` (markers evaluated) and any name pinned twice there."""
+    applied: dict[str, Pin] = {}
+    problems = []
+    for name, entries in pins.items():
+        applying = [
+            pin for pin in entries if pin.marker is None or pin.marker.evaluate(environment(python))
+        ]
+        if len(applying) > 1:
+            versions = ", ".join(str(pin.version) for pin in applying)
+            problems.append(f"{name} is pinned more than once for Python {python}: {versions}")
+        if applying:
+            applied[name] = applying[0]
+    return applied, problems
+
+
+def lock_problems(requirements_text: str, lock_text: str, pythons: Sequence[str]) -> list[str]:
+    """What is wrong with a lock as the lock of these requirements on each of these Pythons
+    (empty when all is well)."""
     pins, problems = lock_entries(lock_text)
-    for requirement in requirement_lines(requirements_text):
-        if requirement.marker is not None and not requirement.marker.evaluate():
-            continue
-        name = canonicalize_name(requirement.name)
-        if name not in pins:
-            problems.append(f"{name} is in requirements.txt but not pinned in the lock")
-            continue
-        version = pins[name][0]
-        if not requirement.specifier.contains(version, prereleases=True):
-            problems.append(f"{name}=={version} in the lock is outside {requirement.specifier}")
+    for python in pythons:
+        applied, twice = pins_for(pins, python)
+        problems += twice
+        for requirement in requirement_lines(requirements_text):
+            if requirement.marker is not None and not requirement.marker.evaluate(
+                environment(python)
+            ):
+                continue
+            name = canonicalize_name(requirement.name)
+            if name not in applied:
+                problems.append(
+                    f"{name} is in requirements.txt but not pinned in the lock for Python {python}"
+                )
+                continue
+            version = applied[name].version
+            if not requirement.specifier.contains(version, prereleases=True):
+                problems.append(
+                    f"{name}=={version} in the lock is outside {requirement.specifier} "
+                    f"(Python {python})"
+                )
     return problems
 
 
@@ -171,7 +234,7 @@ def lower_bound(specifier: SpecifierSet) -> Version | None:
 
 def floor_problems(
     declared: Mapping[str, Iterable[Requirement]],
-    pins: Mapping[str, tuple[Version, list[str]]],
+    pins: Mapping[str, Sequence[Pin]],
     table: Mapping[str, tuple[str, str, str]],
 ) -> list[str]:
     """Floors below the table's first safe releases, floors the table wants but no declaration has,
@@ -195,10 +258,11 @@ def floor_problems(
             if where.startswith(role) and name not in names:
                 problems.append(f"{where}: no floor for {name} (first safe {first_safe})")
     for name, (role, first_safe, advisories) in table.items():
-        if name in pins and pins[name][0] < Version(first_safe):
-            problems.append(
-                f"lock pins {name}=={pins[name][0]}, before {first_safe} ({advisories})"
-            )
+        for pin in pins.get(name, ()):
+            if pin.version < Version(first_safe):
+                problems.append(
+                    f"lock pins {name}=={pin.version}, before {first_safe} ({advisories})"
+                )
         if role == "lock" and name not in pins:
             problems.append(f"{name} (transitive, first safe {first_safe}) is not in the lock")
     return problems
@@ -220,17 +284,33 @@ def declared_requirements() -> dict[str, list[Requirement]]:
     }
 
 
+def pythons() -> list[str]:
+    return supported_pythons(tomllib.loads(PYPROJECT.read_text())["project"]["requires-python"])
+
+
+def test_the_supported_pythons_are_3_11_to_3_13():
+    assert pythons() == ["3.11", "3.12", "3.13"]
+
+
 def test_the_lock_pins_every_requirement_at_an_admitted_version_with_hashes_and_no_local_paths():
-    assert lock_problems(REQUIREMENTS.read_text(), LOCK.read_text()) == []
+    assert lock_problems(REQUIREMENTS.read_text(), LOCK.read_text(), pythons()) == []
 
 
-def test_the_lock_covers_the_transitive_runtime_dependencies():
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
+def test_the_lock_covers_the_transitive_runtime_dependencies(python):
     pins, _ = lock_entries(LOCK.read_text())
+    applied, _ = pins_for(pins, python)
     # The SDKs' own dependencies: a lock holding only the direct requirements would let pip fetch
     # these unhashed, and --require-hashes refuses that.
     for transitive in ("msrest", "msal", "uamqp", "werkzeug", "multidict", "pydantic-core", "cffi"):
-        assert transitive in pins
-    assert all(len(hashes) >= 1 for _, hashes in pins.values())
+        assert transitive in applied
+    assert all(len(pin.hashes) >= 1 for pin in applied.values())
+
+
+def test_azure_functions_is_1_x_before_python_3_13_and_2_x_from_it():
+    pins, _ = lock_entries(LOCK.read_text())
+    assert pins_for(pins, "3.12")[0]["azure-functions"].version.major == 1
+    assert pins_for(pins, "3.13")[0]["azure-functions"].version.major == 2
 
 
 def test_floors_stay_at_or_above_the_first_release_without_known_advisories():
@@ -252,8 +332,24 @@ yarl==1.25.1 \\
 """.format(a="0" * 64, b="f" * 64)
 
 
+SPLIT_REQUIREMENTS = """\
+azure-functions>=1.25,<2; python_version < "3.13"
+azure-functions>=2,<3; python_version >= "3.13"
+"""
+SPLIT_LOCK = """\
+azure-functions==1.26.0 ; python_full_version < '3.13' \\
+    --hash=sha256:{a}
+azure-functions==2.3.0 ; python_full_version >= '3.13' \\
+    --hash=sha256:{b}
+""".format(a="0" * 64, b="f" * 64)
+
+
 def test_lock_problems_accepts_a_good_lock():
-    assert lock_problems("aiohttp>=3.14.4,<4\n", GOOD_LOCK) == []
+    assert lock_problems("aiohttp>=3.14.4,<4\n", GOOD_LOCK, ["3.11", "3.13"]) == []
+
+
+def test_lock_problems_accepts_a_pin_per_python_under_markers():
+    assert lock_problems(SPLIT_REQUIREMENTS, SPLIT_LOCK, ["3.11", "3.12", "3.13"]) == []
 
 
 @pytest.mark.parametrize(
@@ -281,10 +377,25 @@ def test_lock_problems_accepts_a_good_lock():
             GOOD_LOCK.replace("yarl==1.25.1", "yarl>=1.25"),
             "yarl is not pinned with ==",
         ),
+        (
+            SPLIT_REQUIREMENTS,
+            SPLIT_LOCK.split("azure-functions==2.3.0")[0],
+            "azure-functions is in requirements.txt but not pinned in the lock for Python 3.13",
+        ),
+        (
+            SPLIT_REQUIREMENTS,
+            SPLIT_LOCK.replace("python_full_version < '3.13'", "python_full_version < '3.14'"),
+            "azure-functions is pinned more than once for Python 3.13: 1.26.0, 2.3.0",
+        ),
+        (
+            SPLIT_REQUIREMENTS,
+            SPLIT_LOCK.replace("'3.13'", "'3.12'"),
+            "azure-functions==2.3.0 in the lock is outside <2,>=1.25 (Python 3.12)",
+        ),
     ],
 )
 def test_lock_problems_catches_drift(requirements, lock, expected):
-    problems = lock_problems(requirements, lock)
+    problems = lock_problems(requirements, lock, ["3.11", "3.12", "3.13"])
     assert any(expected in problem for problem in problems), problems
 
 
@@ -300,22 +411,22 @@ TABLE = {
     [
         (
             {"runtime": [Requirement("aiohttp>=3.10,<4")], "dev": [Requirement("h11>=0.16")]},
-            {"werkzeug": (Version("3.1.9"), ["x"])},
+            {"werkzeug": [Pin(Version("3.1.9"), ("x",))]},
             "runtime: aiohttp",
         ),
         (
             {"runtime": [Requirement("aiohttp<4")], "dev": [Requirement("h11>=0.16")]},
-            {"werkzeug": (Version("3.1.9"), ["x"])},
+            {"werkzeug": [Pin(Version("3.1.9"), ("x",))]},
             "admits releases before 3.14.4",
         ),
         (
             {"runtime": [Requirement("aiohttp>=3.14.4")], "dev": []},
-            {"werkzeug": (Version("3.1.9"), ["x"])},
+            {"werkzeug": [Pin(Version("3.1.9"), ("x",))]},
             "dev: no floor for h11",
         ),
         (
             {"runtime": [Requirement("aiohttp>=3.14.4")], "dev": [Requirement("h11>=0.16")]},
-            {"werkzeug": (Version("3.1.8"), ["x"])},
+            {"werkzeug": [Pin(Version("3.1.8"), ("x",))]},
             "lock pins werkzeug==3.1.8, before 3.1.9",
         ),
         (
@@ -335,7 +446,19 @@ def test_floor_problems_accepts_floors_at_the_first_safe_release():
         "runtime": [Requirement("aiohttp>=3.14.4,<4")],
         "dev": [Requirement("h11~=0.16.0")],
     }
-    assert floor_problems(declared, {"werkzeug": (Version("3.1.9"), ["x"])}, TABLE) == []
+    assert floor_problems(declared, {"werkzeug": [Pin(Version("3.1.9"), ("x",))]}, TABLE) == []
+
+
+@pytest.mark.parametrize(
+    ("requires_python", "expected"),
+    [
+        (">=3.11,<3.14", ["3.11", "3.12", "3.13"]),
+        (">=3.11,<3.13", ["3.11", "3.12"]),
+        (">=3.12", [f"3.{minor}" for minor in range(12, 30)]),
+    ],
+)
+def test_supported_pythons(requires_python, expected):
+    assert supported_pythons(requires_python) == expected
 
 
 @pytest.mark.parametrize(
