@@ -16,7 +16,7 @@ LOCK_TOOLS := $(VENV)/lock-tools
 UV_VERSION := 0.13.10
 APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
 
-.PHONY: install lock run test lint typecheck pytest bench chaos format clean
+.PHONY: install lock run test test-fast lint typecheck pytest bench chaos format clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -71,6 +71,10 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The quick loop: everything but the tests marked slow (crash, chaos, journeys, outages, HTTP fuzz).
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 bench: install
 	$(BIN)/python -m bench

@@ -10,9 +10,13 @@ import threading
 import uuid
 from collections import Counter
 
+import pytest
+
 from audit import TableAuditStore
 from devstack.dps_device_client import RegistrationResult
 from tests.integration.outage_fixtures import OutageStack, eventually
+
+pytestmark = pytest.mark.slow
 
 DEVICES = int(os.environ.get("AUDIT_DEVICES", "300"))
 ALLOCATIONS = ("allocation.decided", "allocation.fallback", "allocation.refused")

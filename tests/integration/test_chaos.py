@@ -16,8 +16,12 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from devstack.dps_device_client import RegistrationResult
 from tests.integration.outage_fixtures import OutageStack, eventually
+
+pytestmark = pytest.mark.slow
 
 DEVICES = int(os.environ.get("CHAOS_DEVICES", "60"))
 TYPES = {"temperature-sensor": "sensor", "valve-actuator": "actuator", "edge-gateway": "gateway"}

@@ -22,9 +22,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from audit import TableAuditStore
 from devstack.dps_device_client import RegistrationResult
 from tests.integration.outage_fixtures import OutageStack, eventually
+
+pytestmark = pytest.mark.slow
 
 DEVICES = int(os.environ.get("CRASH_DEVICES", "300"))
 ALLOCATED = ("allocation.decided", "allocation.fallback")

@@ -33,6 +33,8 @@ from tests.integration.journey_fixtures import (
     register_with_node,
 )
 
+pytestmark = pytest.mark.slow
+
 FLEET_SIZE = 300
 
 

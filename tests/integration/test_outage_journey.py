@@ -17,6 +17,8 @@ from devstack.dps_requests import allocation_request
 from tests.integration.outage_fixtures import OutageStack, eventually, outage_stack
 from tests.integration.policy_files import policy_file
 
+pytestmark = pytest.mark.slow
+
 EAST = "hub-us-east.azure-devices.net"
 REPO = Path(__file__).resolve().parents[2]
 

@@ -42,6 +42,8 @@ from tests.integration.journey_fixtures import (
 from tests.integration.outage_fixtures import eventually
 from tests.integration.policy_files import policy_file
 
+pytestmark = pytest.mark.slow
+
 POLICIES: dict[str, dict[str, Any]] = {
     "sec-strict": {},
     "sec-window": {"unbound_approvals": "window", "unbound_window_minutes": 10},

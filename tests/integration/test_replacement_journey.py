@@ -19,6 +19,8 @@ from tests.integration.devstack_fixtures import devstack
 from tests.integration.iothub_fixtures import registry_manager
 from tests.integration.outage_fixtures import eventually, run_operator
 
+pytestmark = pytest.mark.slow
+
 __all__ = ["devstack"]
 
 

@@ -30,6 +30,8 @@ from roles import assign_role
 from tests.integration.devstack_fixtures import REPO, devstack
 from tests.integration.iothub_fixtures import hub_http, registry_manager
 
+pytestmark = pytest.mark.slow
+
 __all__ = ["devstack"]
 T = TypeVar("T")
 EAST = "hub-us-east.azure-devices.net"

@@ -21,6 +21,8 @@ from tests.webhook_fuzz import (
     leaks,
 )
 
+pytestmark = pytest.mark.slow
+
 SUFFIX = uuid.uuid4().hex[:6]
 CERTIFICATES = Certificates.make(f"fuzz-{SUFFIX}", f"SN-FUZZ-{SUFFIX}")
 
