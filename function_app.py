@@ -3,11 +3,11 @@
 import azure.functions as func
 
 import bootstrap
-from allocation.blueprint import blueprint as allocation_blueprint
-from audit.blueprint import blueprint as audit_blueprint
+from allocation.blueprint import allocation_blueprint
+from audit.blueprint import audit_blueprint
 from observability import install_redaction
-from reconciliation.blueprint import blueprint as reconciliation_blueprint
-from sync.blueprint import blueprint as sync_blueprint
+from reconciliation.blueprint import reconciliation_blueprint
+from sync.blueprint import sync_blueprint
 
 # The worker's log handlers exist by now: redact key material before anything logs.
 install_redaction()
@@ -15,7 +15,9 @@ install_redaction()
 bootstrap.load_configuration()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(allocation_blueprint)
-app.register_functions(sync_blueprint)
-app.register_functions(reconciliation_blueprint)
-app.register_functions(audit_blueprint)
+# Each blueprint reaches the services through the composition root, which is the only module
+# that knows them all: no area imports bootstrap.
+app.register_functions(allocation_blueprint(bootstrap.services))
+app.register_functions(sync_blueprint(bootstrap.services))
+app.register_functions(reconciliation_blueprint(bootstrap.services))
+app.register_functions(audit_blueprint(bootstrap.services))

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import azure.functions as func
 
-import bootstrap
 from allocation.http_endpoint import answer_allocation
+from allocation.policy import Policy
+from allocation.service import AllocationService
 
-blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+class AllocationServices(Protocol):
+    @property
+    def allocation(self) -> AllocationService: ...
+
+    @property
+    def policy(self) -> Policy: ...
 
 
-@blueprint.route(route="allocate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
-async def allocate(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    # The service has recorded what the answer needs (queues, trail) before it returns.
-    services = bootstrap.services()
-    answer = await answer_allocation(
-        req.get_body(),
-        request_id=context.invocation_id,
-        service=services.allocation,
-        budget_seconds=services.policy.outage.budget_seconds,
-    )
-    return func.HttpResponse(
-        answer.body, status_code=answer.status, mimetype=answer.content_type, headers=answer.headers
-    )
+def allocation_blueprint(services: Callable[[], AllocationServices]) -> func.Blueprint:
+    """The webhook, reaching the service through `services` (the composition root's)."""
+    blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+    @blueprint.route(route="allocate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+    async def allocate(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        # The service has recorded what the answer needs (queues, trail) before it returns.
+        ready = services()
+        answer = await answer_allocation(
+            req.get_body(),
+            request_id=context.invocation_id,
+            service=ready.allocation,
+            budget_seconds=ready.policy.outage.budget_seconds,
+        )
+        return func.HttpResponse(
+            answer.body,
+            status_code=answer.status,
+            mimetype=answer.content_type,
+            headers=answer.headers,
+        )
+
+    return blueprint

@@ -3,42 +3,56 @@ the timer that disables fallback devices whose reconciliation is overdue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
-import bootstrap
+from reconciliation.pending_sweep import PendingSweep
+from reconciliation.reconciler import Reconciler
 
-blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+class ReconciliationServices(Protocol):
+    @property
+    def reconciler(self) -> Reconciler: ...
+
+    @property
+    def pending_sweep(self) -> PendingSweep: ...
 
 
-@blueprint.queue_trigger(
-    arg_name="message", queue_name="%RECONCILIATION_QUEUE%", connection="AzureWebJobsStorage"
-)
-async def reconcile(message: QueueMessage, context: func.Context) -> None:
-    # Raising makes the message visible again; after maxDequeueCount it moves to the poison queue.
-    await bootstrap.services().reconciler.handle_raw(
-        message.get_body(),
-        dequeue_count=message.dequeue_count or 1,
-        request_id=context.invocation_id,
+def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> func.Blueprint:
+    """The triggers, reaching the services through `services` (the composition root's)."""
+    blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+    @blueprint.queue_trigger(
+        arg_name="message", queue_name="%RECONCILIATION_QUEUE%", connection="AzureWebJobsStorage"
     )
+    async def reconcile(message: QueueMessage, context: func.Context) -> None:
+        # Raising makes the message visible again; after maxDequeueCount it moves to poison.
+        await services().reconciler.handle_raw(
+            message.get_body(),
+            dequeue_count=message.dequeue_count or 1,
+            request_id=context.invocation_id,
+        )
 
-
-@blueprint.queue_trigger(
-    arg_name="message",
-    queue_name="%RECONCILIATION_QUEUE%-poison",
-    connection="AzureWebJobsStorage",
-)
-async def reconciliation_poison(message: QueueMessage, context: func.Context) -> None:
-    await bootstrap.services().reconciler.bury_raw(
-        message.get_body(),
-        dequeue_count=message.dequeue_count or 1,
-        request_id=context.invocation_id,
+    @blueprint.queue_trigger(
+        arg_name="message",
+        queue_name="%RECONCILIATION_QUEUE%-poison",
+        connection="AzureWebJobsStorage",
     )
+    async def reconciliation_poison(message: QueueMessage, context: func.Context) -> None:
+        await services().reconciler.bury_raw(
+            message.get_body(),
+            dequeue_count=message.dequeue_count or 1,
+            request_id=context.invocation_id,
+        )
 
+    # Every 15 minutes; the deadline (hours) is the policy's reconciliation_deadline_hours.
+    @blueprint.timer_trigger(
+        schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True
+    )
+    async def pending_sweep(timer: func.TimerRequest, context: func.Context) -> None:
+        await services().pending_sweep.run(request_id=context.invocation_id)
 
-# Every 15 minutes; the deadline (hours) is the policy's outage.reconciliation_deadline_hours.
-@blueprint.timer_trigger(
-    schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True
-)
-async def pending_sweep(timer: func.TimerRequest, context: func.Context) -> None:
-    await bootstrap.services().pending_sweep.run(request_id=context.invocation_id)
+    return blueprint

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from resilience.reconciliation import QueueSender, fitted
+from resilience.message_fit import QueueSender, fitted
 
 DeadLetterSource = Literal["allocation", "reconciliation", "sync", "poison"]
 

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from resilience.dead_letters import DeadLetter
+from resilience.message_fit import QueueSender, fitted
+
 MAX_EVENT_CHARS = 16_000
 """Storage queue messages are at most 64 KB; base64 costs a third, so keep the event small."""
-MAX_MESSAGE_JSON_BYTES = 45_000
-"""A message's compact UTF-8 JSON: 60,000 bytes once base64-encoded, under the 64 KiB limit."""
-_HEAD_CHARS = 1000
-
-
-def fitted(message: dict[str, Any], bulky: str) -> dict[str, Any]:
-    """The message, with its `bulky` member cut to a marker if the whole would not fit a queue
-    message; identifiers, reason and detail always survive."""
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
-    if len(text.encode()) <= MAX_MESSAGE_JSON_BYTES or message.get(bulky) is None:
-        return message
-    cut = json.dumps(message[bulky], separators=(",", ":"), ensure_ascii=False, default=str)
-    return {**message, bulky: {"truncated": True, "chars": len(cut), "head": cut[:_HEAD_CHARS]}}
 
 
 class ReconciliationMessage(BaseModel):
@@ -56,10 +46,6 @@ def capped_event(event: dict[str, Any]) -> dict[str, Any]:
     return {"truncated": True, "chars": len(text), "head": text[:1000]}
 
 
-class QueueSender(Protocol):
-    async def send(self, message: dict[str, Any]) -> None: ...
-
-
 class ReconciliationRecorder:
     """Transient work goes on the reconciliation queue; permanent failures straight to the
     dead-letter queue (retrying them would only delay the operator). Raises if the queue
@@ -71,8 +57,6 @@ class ReconciliationRecorder:
 
     async def record(self, message: ReconciliationMessage) -> None:
         if message.permanent and self._dead_letters is not None:
-            from resilience.dead_letters import DeadLetter
-
             letter = DeadLetter(
                 source="sync" if message.kind != "allocation" else "allocation",
                 kind=message.kind,

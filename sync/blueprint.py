@@ -2,54 +2,70 @@
 
 from __future__ import annotations
 
-from typing import Any, List  # noqa: UP035 - the Python worker rejects list[...] annotations
+from collections.abc import Callable
+from typing import Any, List, Protocol  # noqa: UP035 - the worker rejects list[...] annotations
 
 import azure.functions as func
 
-import bootstrap
-from sync.device_sync_service import RawTwinEvent
+from resilience.reconciliation import ReconciliationRecorder
+from sync.asset_sync_service import AssetToTwinSync
+from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
 from sync.handlers import handle_asset_event
 
-blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+class SyncServices(Protocol):
+    @property
+    def asset_sync(self) -> AssetToTwinSync: ...
+
+    @property
+    def device_sync(self) -> TwinToAssetSync: ...
+
+    @property
+    def reconciliation(self) -> ReconciliationRecorder: ...
 
 
-@blueprint.event_grid_trigger(arg_name="event")
-async def asset_changed(event: func.EventGridEvent, context: func.Context) -> None:
-    # The worker hands over a func.CloudEvent instead when the subscription uses CloudEvents;
-    # the annotation must stay one class, or the worker refuses to index the function.
-    event_type = event.type if isinstance(event, func.CloudEvent) else event.event_type
-    services = bootstrap.services()
-    await handle_asset_event(
-        service=services.asset_sync,
-        recorder=services.reconciliation,
-        event_id=event.id,
-        subject=event.subject,
-        event_type=event_type,
-        data=event.get_json(),
-        request_id=context.invocation_id,
+def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
+    """The triggers, reaching the services through `services` (the composition root's)."""
+    blueprint = func.Blueprint()  # type: ignore[no-untyped-call]  # untyped in azure-functions
+
+    @blueprint.event_grid_trigger(arg_name="event")
+    async def asset_changed(event: func.EventGridEvent, context: func.Context) -> None:
+        # The worker hands over a func.CloudEvent instead when the subscription uses
+        # CloudEvents; the annotation must stay one class, or the worker refuses to index it.
+        event_type = event.type if isinstance(event, func.CloudEvent) else event.event_type
+        ready = services()
+        await handle_asset_event(
+            service=ready.asset_sync,
+            recorder=ready.reconciliation,
+            event_id=event.id,
+            subject=event.subject,
+            event_type=event_type,
+            data=event.get_json(),
+            request_id=context.invocation_id,
+        )
+
+    # Without a retry policy the Event Hubs trigger checkpoints past a failed batch; the only
+    # failure left after per-event recording is the reconciliation queue itself being down.
+    @blueprint.retry(
+        strategy="exponential_backoff",
+        max_retry_count="8",
+        minimum_interval="00:00:02",
+        maximum_interval="00:05:00",
     )
-
-
-# Without a retry policy the Event Hubs trigger checkpoints past a failed batch; the only
-# failure left after per-event recording is the reconciliation queue itself being down.
-@blueprint.retry(
-    strategy="exponential_backoff",
-    max_retry_count="8",
-    minimum_interval="00:00:02",
-    maximum_interval="00:05:00",
-)
-@blueprint.event_hub_message_trigger(
-    arg_name="events",
-    event_hub_name="%TWIN_EVENTS_HUB%",
-    connection="IOT_HUB_EVENTS_CONNECTION",
-    # A group of the app's own: $Default is shared with every other reader of the stream.
-    consumer_group="%TWIN_EVENTS_CONSUMER_GROUP%",
-    cardinality=func.Cardinality.MANY,
-)
-async def twin_changed(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
-    await bootstrap.services().device_sync.handle_batch(
-        [_raw(event, index) for index, event in enumerate(events)], context.invocation_id
+    @blueprint.event_hub_message_trigger(
+        arg_name="events",
+        event_hub_name="%TWIN_EVENTS_HUB%",
+        connection="IOT_HUB_EVENTS_CONNECTION",
+        # A group of the app's own: $Default is shared with every other reader of the stream.
+        consumer_group="%TWIN_EVENTS_CONSUMER_GROUP%",
+        cardinality=func.Cardinality.MANY,
     )
+    async def twin_changed(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
+        await services().device_sync.handle_batch(
+            [_raw(event, index) for index, event in enumerate(events)], context.invocation_id
+        )
+
+    return blueprint
 
 
 def _raw(event: func.EventHubEvent, index: int) -> RawTwinEvent:
