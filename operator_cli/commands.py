@@ -28,7 +28,7 @@ from operator_cli.dead_letter_store import (
     DeadLetterQueue,
     Listing,
 )
-from operator_cli.errors import OperatorError
+from operator_cli.errors import CONFIGURATION_EXIT_CODE, ConfigurationError, OperatorError
 from operator_cli.explain import add_explain_command, explain
 from operator_cli.letters import QueuedLetter, refusal
 from operator_cli.rendering import (
@@ -324,6 +324,9 @@ def main(
     )
     try:
         return _ACTIONS[args.area, args.action](ctx)
+    except ConfigurationError as exc:
+        ctx.err.print(f"error: {exc}", style="red", highlight=False, markup=False)
+        return CONFIGURATION_EXIT_CODE
     except OperatorError as exc:
         ctx.err.print(f"error: {exc}", style="red", highlight=False, markup=False)
         return exc.exit_code

@@ -5,17 +5,17 @@ Messages never carry a connection string, a key or a message body.
 
 from __future__ import annotations
 
+from settings import ConfigurationError
+
+CONFIGURATION_EXIT_CODE = 2
+"""Missing or wrong configuration (the app's own ConfigurationError): connection, queue name,
+encoding."""
+
 
 class OperatorError(Exception):
     """The command could not do what was asked (exit code 1)."""
 
     exit_code = 1
-
-
-class ConfigurationError(OperatorError):
-    """Missing or wrong configuration: connection, queue name, encoding (exit code 2)."""
-
-    exit_code = 2
 
 
 class QueueServiceError(OperatorError):
@@ -28,3 +28,12 @@ class QueueServiceError(OperatorError):
 
 class TableServiceError(OperatorError):
     """The table service could not be reached or refused a call."""
+
+
+__all__ = [
+    "CONFIGURATION_EXIT_CODE",
+    "ConfigurationError",
+    "OperatorError",
+    "QueueServiceError",
+    "TableServiceError",
+]
