@@ -1,4 +1,4 @@
-"""The httpx asset adapter against the real reference service, and against a scripted server
+"""The aiohttp asset adapter against the real reference service, and against a scripted server
 for the failures the reference service does not produce on demand (slow, 5xx, bad bodies)."""
 
 from __future__ import annotations
