@@ -1,10 +1,14 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-# Python 3.11 (or 3.12) in .venv. Any target runs on another Python in a venv of its own:
-# `make pytest PYTHON=python3.13 VENV=.venv313`.
+# Python 3.11 (or 3.12) in .venv; `make test313` runs the Python 3.13 checks in .venv/py313. Any
+# target runs on another Python in a venv of its own: `make pytest PYTHON=python3.13 VENV=.venv/py313`.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
+# python3.13 on PATH, else pyenv's newest 3.13 (see .ci/find-python); override with PYTHON313=...
+PYTHON313 ?= $(shell .ci/find-python 3.13)
+# Inside .venv, as the lock tools are: whatever ignores .venv (git, ruff, .funcignore) ignores it.
+VENV313 := .venv/py313
 # Runtime dependencies pinned with hashes for every supported Python (make lock regenerates it).
 LOCK := requirements.lock
 LOCK_CONSTRAINTS = $(VENV)/lock-constraints.txt
@@ -16,7 +20,18 @@ LOCK_TOOLS := $(VENV)/lock-tools
 UV_VERSION := 0.13.10
 APP_PACKAGES := allocation roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
 
-.PHONY: install lock run test test-fast lint typecheck pytest bench chaos format clean
+# What `make test313` runs on Python 3.13: the unit tests and the tests that index the app or
+# serve it with the dev functions host (the full suite stays with `make test`).
+HOST_TESTS := tests/unit \
+	tests/integration/test_worker_indexing.py \
+	tests/integration/test_function_host.py \
+	tests/integration/test_function_host_eventhubs.py \
+	tests/integration/test_function_host_queues.py \
+	tests/integration/test_allocation_webhook.py \
+	tests/integration/test_twin_change_notifications.py \
+	tests/integration/test_devstack_stack.py
+
+.PHONY: install lock run test test313 test-fast lint typecheck pytest pytest-host bench chaos format clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -75,6 +90,14 @@ test: lint typecheck pytest
 # The quick loop: everything but the tests marked slow (crash, chaos, journeys, outages, HTTP fuzz).
 test-fast: install
 	$(BIN)/pytest -m "not slow"
+
+pytest-host: install
+	$(BIN)/pytest $(HOST_TESTS)
+
+# Python 3.13 with azure-functions 2.x, as Azure's 3.13 worker runs the app (CI runs it too).
+test313:
+	@test -n "$(PYTHON313)" || { echo "error: Python 3.13 not found: install it (pyenv install 3.13, or your distribution's python3.13 with venv), or set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(MAKE) --no-print-directory pytest-host PYTHON="$(PYTHON313)" VENV=$(VENV313)
 
 bench: install
 	$(BIN)/python -m bench
