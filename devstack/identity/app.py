@@ -2,8 +2,9 @@
 
 The token endpoint answers what azure-identity (through MSAL's App Service flavour) sends when
 IDENTITY_ENDPOINT and IDENTITY_HEADER are set: `GET <endpoint>?api-version=2019-08-01&resource=R`
-with optional `client_id`, `mi_res_id` or `object_id`, and header `X-IDENTITY-HEADER`. Errors
-are App Service's `{"statusCode": N, "message": "..."}`, which MSAL quotes in its exception.
+with optional `client_id`, `mi_res_id` or `object_id` (`principal_id` in App Service's own
+docs), and header `X-IDENTITY-HEADER`. Errors are App Service's
+`{"statusCode": N, "message": "..."}`, which MSAL quotes in its exception.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TOKEN_PATH = "/msi/token"
 JWKS_PATH = "/.well-known/jwks.json"
 API_VERSION = "2019-08-01"
 IDENTITY_HEADER = "x-identity-header"
-_IDENTITY_PARAMETERS = ("client_id", "mi_res_id", "object_id")
+_IDENTITY_PARAMETERS = ("client_id", "mi_res_id", "object_id", "principal_id")
 _RESOURCE_ID_NAMESPACE = uuid.UUID("de75ac00-0000-4000-a000-00000000f00d")
 
 

@@ -143,6 +143,13 @@ def test_the_endpoint_answers_as_app_service_does(identity_service):
     assert old_version.status_code == 400
 
 
+def test_an_object_id_names_the_identity_as_a_client_id_does(identity_service):
+    for name in ("object_id", "principal_id"):
+        body = token_request(identity_service, resource=STORAGE, **{name: USER_ASSIGNED_ID}).json()
+        assert body["client_id"] == USER_ASSIGNED_ID, name
+        assert claims_of(identity_service, body["access_token"])["oid"] == USER_ASSIGNED_ID
+
+
 def test_a_resource_id_stands_for_a_stable_identity(identity_service):
     resource_id = (
         "/subscriptions/0000/resourceGroups/rg/providers/"
