@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 
 class AssetApiAuth(Protocol):
+    @property
+    def refusal_hint(self) -> str:
+        """What to check when the API answers 401 or 403: the setting, never its value."""
+        ...
+
     async def headers(self) -> Mapping[str, str]:
         """The headers that authenticate one request."""
         ...
@@ -27,6 +32,10 @@ class AssetApiAuth(Protocol):
 class ApiKey:
     def __init__(self, key: str) -> None:
         self._headers = {"x-api-key": key}
+
+    @property
+    def refusal_hint(self) -> str:
+        return "check ASSET_API_KEY (the key the asset API expects, or its Key Vault reference)"
 
     async def headers(self) -> Mapping[str, str]:
         return self._headers
@@ -45,6 +54,13 @@ class EntraToken:
         self._credential = credential
         self._audience = audience
         self._scope = audience.rstrip("/") + "/.default"
+
+    @property
+    def refusal_hint(self) -> str:
+        return (
+            f"check ASSET_API_AUDIENCE {self._audience!r} (the asset API's application ID URI) "
+            "and that the app's managed identity is granted access to it"
+        )
 
     async def headers(self) -> Mapping[str, str]:
         from azure.core.exceptions import ClientAuthenticationError

@@ -164,7 +164,8 @@ class HttpAssetRepository:
         if status == 412:
             raise AssetVersionConflict(detail)
         if status in (401, 403):
-            raise AssetAccessDenied(detail)
+            hint = self._auth.refusal_hint if self._auth else "the asset API wants credentials"
+            raise AssetAccessDenied(f"{detail}: {hint}")
         if status == 429 or status >= 500:
             raise AssetUnavailable(detail, retry_after=_retry_after(answer), status=status)
         raise AssetRequestRejected(detail, status)

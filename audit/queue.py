@@ -58,10 +58,11 @@ class AuditQueue(StorageQueue):
             async with asyncio.timeout(self._timeout):
                 await self._send_kept(text, delay_seconds)
         except TimeoutError as exc:
-            self._log_failure("timeout")
-            raise self._timed_out() from exc
+            error = self._timed_out()
+            self._log_failure("timeout", str(error))
+            raise error from exc
         except QueueError as exc:
-            self._log_failure(type(exc).__name__)
+            self._log_failure(type(exc).__name__, str(exc))
             raise
 
     async def _send_kept(self, text: str, delay_seconds: int) -> None:

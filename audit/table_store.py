@@ -24,6 +24,12 @@ from audit.entry import AuditAction, AuditEntry
 from audit.errors import AuditStoreError, AuditStoreRejected, AuditStoreUnavailable
 from audit.table_entity import from_entity, to_entity
 from audit.table_keys import partition_key, partition_keys
+from storage_access.auth_failures import (
+    AUTH_STATUSES,
+    is_token_failure,
+    refusal_hint,
+    token_failure,
+)
 from storage_access.clients import StorageClients, validate_connection_string
 from storage_access.connection import (
     StorageAccount,
@@ -305,12 +311,16 @@ class TableAuditStore:
         try:
             return await call
         except HttpResponseError as exc:
+            if is_token_failure(exc):
+                raise self._unavailable(token_failure(self._storage.account, exc)) from None
             status = int(getattr(exc, "status_code", None) or 0)
             code = _error_code(exc)
             if status == 404 and code == "TableNotFound":
                 raise _TableMissing from None
             detail = f"table {self.table_name}: the table service answered {status or 'nothing'}"
             detail += f" ({code})" if code else ""
+            if status in AUTH_STATUSES:
+                detail += f": {refusal_hint(self._storage.account, 'table')}"
             if status in _REJECTED_STATUSES:
                 raise AuditStoreRejected(
                     detail, table_name=self.table_name, status=status, code=code

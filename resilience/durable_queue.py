@@ -23,6 +23,12 @@ from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
 
+from storage_access.auth_failures import (
+    AUTH_STATUSES,
+    is_token_failure,
+    refusal_hint,
+    token_failure,
+)
 from storage_access.clients import StorageClients
 from storage_access.connection import (
     StorageAccount,
@@ -128,10 +134,12 @@ class StorageQueue:
             async with asyncio.timeout(self._timeout):
                 message_id = await self._send_text(text)
         except TimeoutError as exc:
-            self._log_failure("timeout")
-            raise self._timed_out() from exc
+            error = self._timed_out()
+            self._log_failure("timeout", str(error))
+            raise error from exc
         except QueueError as exc:
-            self._log_failure(type(exc).__name__)
+            # Our own words (setting, status, error code): never the SDK's text.
+            self._log_failure(type(exc).__name__, str(exc))
             raise
         _logger.debug("message queued", extra={"queue": self.queue_name, "messageId": message_id})
 
@@ -237,6 +245,11 @@ class StorageQueue:
         try:
             return await call
         except HttpResponseError as exc:
+            if is_token_failure(exc):
+                raise QueueUnavailable(
+                    f"queue {self.queue_name}: {token_failure(self._storage.account, exc)}",
+                    queue_name=self.queue_name,
+                ) from None
             raise self._mapped(exc) from exc
         except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
             raise self._timed_out() from exc
@@ -263,10 +276,15 @@ class StorageQueue:
             return QueueUnavailable(detail, queue_name=self.queue_name)
         if status == 413 or code in _TOO_LARGE_CODES:
             detail += f": messages are limited to 64 KiB ({MAX_MESSAGE_BYTES} bytes) as sent"
+        if status in AUTH_STATUSES:
+            detail += f": {refusal_hint(self._storage.account, 'queue')}"
         return QueueRejected(detail, queue_name=self.queue_name, status=status, code=code)
 
-    def _log_failure(self, reason: str) -> None:
-        _logger.warning("queue send failed", extra={"queue": self.queue_name, "reason": reason})
+    def _log_failure(self, reason: str, detail: str) -> None:
+        _logger.warning(
+            "queue send failed",
+            extra={"queue": self.queue_name, "reason": reason, "detail": detail},
+        )
 
 
 def _clients(storage: StorageClients | StorageAccount | str, timeout: float) -> StorageClients:

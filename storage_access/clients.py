@@ -13,7 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from storage_access.connection import StorageAccount, StorageConfigError
-from storage_access.credentials import async_credential
+from storage_access.credentials import StorageCredential, async_credential
 
 _POOL_SIZE = 100
 
@@ -97,7 +97,7 @@ class StorageClients:
 
     def _token_credential(self) -> AsyncTokenCredential:
         if self._credential is None:
-            self._credential = async_credential(self.account.identity)
+            self._credential = StorageCredential(async_credential(self.account.identity))
         return self._credential
 
     def _options(self) -> dict[str, Any]:
