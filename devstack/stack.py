@@ -1,10 +1,16 @@
 """`python -m devstack up`: the whole local stack in the foreground; Ctrl-C stops all of it.
 
-Start order follows the dependencies: TLS -> Azurite (the app's storage) -> asset service
-(its change events go to the function host's Event Grid endpoint) -> IoT Hub emulator (its keys
-go into the app's settings, its twin-change notifications to the function host) -> dev
-functions host -> DPS emulator (its enrollment group calls the webhook and creates devices on
-the hubs). The function host's port is fixed first, since the senders need its address.
+Start order follows the dependencies: TLS -> the identity stand-in (keyless mode: every other
+part verifies its tokens) -> Azurite (the app's storage) -> asset service (its change events go
+to the function host's Event Grid endpoint) -> IoT Hub emulator (its twin-change notifications
+go to the function host) -> dev functions host -> DPS emulator (its enrollment group calls the
+webhook and creates devices on the hubs). The function host's port is fixed first, since the
+senders need its address.
+
+`--keyless` runs the app as a production deployment with a managed identity runs: Azurite over
+HTTPS with OAuth, the hubs and the asset service taking bearer tokens, and no key in the app's
+settings. `--core-tools` starts everything but the functions host and writes the settings that
+Core Tools' `func start` needs instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from devstack.azurite import AzuriteChild, restart_service, start_azurite
+from devstack.app_settings import (
+    ASSET_API_AUDIENCE,
+    StackEndpoints,
+    keyed_settings,
+    keyless_settings,
+)
+from devstack.azurite import AzuriteChild, AzuriteHttps, restart_service, start_azurite
+from devstack.core_tools import CORE_TOOLS_SETTINGS, write_core_tools_settings
+from devstack.identity import IdentityEndpoint
 from devstack.processes import Child, ChildFailed, start_child, stop_children, wait_ready
 from devstack.serving import write_ready_file
 from devstack.tls import DevstackTls, ensure_tls
@@ -45,8 +59,15 @@ class StackOptions:
     function_port: int = 7071
     asset_port: int = 7080
     dps_port: int = 9443
+    blob_port: int = 10000
     queue_port: int = 10001
     table_port: int = 10002
+    identity_port: int = 7090
+    keyless: bool = False
+    """No key in the app's settings: every call it makes carries a token from the identity
+    stand-in."""
+    function_host: bool = True
+    """False: leave port function_port to Core Tools (`func start`)."""
     hubs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_HUBS))
     function_key: str | None = None
     script_root: Path = REPO_ROOT
@@ -65,8 +86,10 @@ class StackOptions:
             function_port=0,
             asset_port=0,
             dps_port=0,
+            blob_port=0,
             queue_port=0,
             table_port=0,
+            identity_port=0,
             hubs=dict.fromkeys(DEFAULT_HUBS, 0),
             **options,
         )
@@ -107,6 +130,8 @@ class LocalStack:
         self.tls: DevstackTls = ensure_tls(self.data_dir)
         self.settings = local_settings(options.script_root, console)
         self.asset_key = self.settings.get("ASSET_API_KEY") or "devstack-asset-key"
+        self.app_settings: dict[str, str] = {}
+        """What the stack told the app (keyed or keyless), once started."""
 
     def _start(self, name: str, module: str, args: list[str], **kwargs: Any) -> Child:
         child = wait_ready(start_child(name, module, args, run_dir=self.run_dir, **kwargs))
@@ -152,98 +177,108 @@ class LocalStack:
         return self._start(name, module, args, **kwargs)
 
     def start(self) -> dict[str, Any]:
-        function_port = self.options.function_port or _free_port()
+        options = self.options
+        function_port = options.function_port or free_port()
         function_url = f"http://127.0.0.1:{function_port}"
+        identity = self._start_identity() if options.keyless else None
         azurite = start_azurite(
             self.run_dir,
             self.data_dir / "azurite",
-            queue_port=self.options.queue_port,
-            table_port=self.options.table_port,
+            blob_port=options.blob_port,
+            queue_port=options.queue_port,
+            table_port=options.table_port,
+            https=AzuriteHttps.from_tls(self.tls) if identity else None,
         )
         self.children.extend(azurite.children)
         self.azurite = azurite
+        token_args = (
+            ["--token-issuer-key", str(identity.public_key_file)] if identity is not None else []
+        )
         assets = self._start(
             "asset-service",
             "devstack.asset_service",
-            ["--port", str(self.options.asset_port), "--data-dir", str(self.data_dir / "assets")]
+            ["--port", str(options.asset_port), "--data-dir", str(self.data_dir / "assets")]
             + ["--api-key", self.asset_key]
             + ["--event-grid-url", f"{function_url}{ASSET_EVENTS_PATH}"]
-            + ["--event-retry-scale", str(self.options.event_retry_scale)]
-            + ["--approval-ttl-hours", repr(self.options.approval_ttl_hours)]
-            + [
-                "--unbound-approval-window-seconds",
-                repr(self.options.unbound_approval_window_seconds),
-            ],
+            + ["--event-retry-scale", str(options.event_retry_scale)]
+            + ["--approval-ttl-hours", repr(options.approval_ttl_hours)]
+            + ["--unbound-approval-window-seconds", repr(options.unbound_approval_window_seconds)]
+            + (token_args + ["--token-audience", ASSET_API_AUDIENCE] if token_args else []),
         )
         hub_args = [
-            arg for name, port in self.options.hubs.items() for arg in ("--hub", f"{name}={port}")
+            arg for name, port in options.hubs.items() for arg in ("--hub", f"{name}={port}")
         ]
+        # Core Tools cannot take the emulator's notifications: its twin trigger reads a real
+        # Event Hub, so they are not sent at all.
+        events_args = (
+            ["--events-url", f"{function_url}/admin/devstack/eventhubs/{TWIN_EVENTS_HUB}"]
+            if options.function_host
+            else []
+        )
         iothub = self._start(
             "iothub-emulator",
             "devstack.iothub_emulator",
             ["--data-dir", str(self.data_dir / "iothub"), *hub_args]
             + ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
-            + ["--events-url", f"{function_url}/admin/devstack/eventhubs/{TWIN_EVENTS_HUB}"],
+            + events_args
+            + token_args,
         )
         hubs: dict[str, dict[str, Any]] = iothub.info["hubs"]
-        host_args = ["--script-root", str(self.options.script_root), "--port", str(function_port)]
-        if self.options.function_key:
-            host_args += ["--function-key", self.options.function_key]
-        host = self._start(
-            "function-host",
-            "devstack.function_host",
-            host_args,
-            cwd=self.options.script_root,
-            env={
-                # local.settings.json first (the process environment still wins), then what
-                # only the running stack knows.
-                **{name: value for name, value in self.settings.items() if name not in os.environ},
-                "ASSET_API_URL": assets.url,
-                "ASSET_API_KEY": self.asset_key,
-                "IOT_HUB_CONNECTION_STRINGS": json.dumps(
-                    {name: hub["connectionString"] for name, hub in hubs.items()}
-                ),
-                "IOT_HUB_CA_BUNDLE": str(self.tls.ca_cert),
-                "TWIN_EVENTS_HUB": TWIN_EVENTS_HUB,
-                "AzureWebJobsStorage": azurite.connection_string,
-                **self.options.host_env,
-            },
+        endpoints = StackEndpoints(
+            asset_api=assets.url,
+            asset_key=self.asset_key,
+            hubs=hubs,
+            azurite=azurite,
+            ca_cert=self.tls.ca_cert,
+            twin_events_hub=TWIN_EVENTS_HUB,
         )
-        allocate_url = f"{host.url}/api/allocate"
+        app_settings = (
+            keyless_settings(endpoints, identity) if identity else keyed_settings(endpoints)
+        )
+        self.app_settings = app_settings
+        core_tools_settings = None
+        if options.function_host:
+            host_url = self._start_function_host(function_port, app_settings).url
+        else:
+            host_url = function_url
+            core_tools_settings = write_core_tools_settings(
+                self.data_dir / CORE_TOOLS_SETTINGS,
+                self.settings | app_settings | self.options.host_env,
+                function_port,
+            )
+        allocate_url = f"{host_url}/api/allocate"
         from devstack.dps_emulator.enrollment_groups import ensure_default_enrollment_group
 
         dps_dir = self.data_dir / "dps"
-        webhook = allocate_url + (
-            f"?code={self.options.function_key}" if self.options.function_key else ""
-        )
+        webhook = allocate_url + (f"?code={options.function_key}" if options.function_key else "")
         group = ensure_default_enrollment_group(dps_dir, webhook_url=webhook, hubs=list(hubs))
         hubs_file = self.run_dir / "hubs.json"
         hubs_file.write_text(json.dumps(hubs))
         dps = self._start(
             "dps-emulator",
             "devstack.dps_emulator",
-            ["--data-dir", str(dps_dir), "--port", str(self.options.dps_port)]
+            ["--data-dir", str(dps_dir), "--port", str(options.dps_port)]
             + ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
             + ["--hubs-file", str(hubs_file), "--ca-bundle", str(self.tls.ca_cert)]
-            + ["--retry-scale", str(self.options.dps_retry_scale)],
+            + ["--retry-scale", str(options.dps_retry_scale)],
         )
         return {
-            "functionHost": host.url,
+            "functionHost": host_url,
             "allocateUrl": allocate_url,
-            "functionKey": self.options.function_key,
+            "functionKey": options.function_key,
+            "keyless": identity is not None,
+            "coreToolsSettings": str(core_tools_settings) if core_tools_settings else None,
             "assetApi": assets.url,
             "assetApiKey": self.asset_key,
+            "assetApiAudience": ASSET_API_AUDIENCE if identity else None,
             "hubs": {
                 name: {"url": hub["url"], "connectionString": hub["connectionString"]}
                 for name, hub in hubs.items()
             },
             "twinEventsHub": TWIN_EVENTS_HUB,
-            "assetEventsSubscriber": f"{host.url}{ASSET_EVENTS_PATH}",
-            "storage": {
-                "connectionString": azurite.connection_string,
-                "queueUrl": azurite.queue_url,
-                "tableUrl": azurite.table_url,
-            },
+            "assetEventsSubscriber": f"{host_url}{ASSET_EVENTS_PATH}",
+            "storage": _storage_description(azurite, app_settings if identity else None),
+            "identity": _identity_description(identity),
             "dps": {
                 "host": dps.info["host"],
                 "port": dps.info["port"],
@@ -259,6 +294,33 @@ class LocalStack:
             "pids": {child.name: child.process.pid for child in self.children},
             "startedAt": datetime.now(UTC).isoformat(),
         }
+
+    def _start_identity(self) -> IdentityEndpoint:
+        identity = self._start(
+            "identity",
+            "devstack.identity",
+            ["--port", str(self.options.identity_port)]
+            + ["--data-dir", str(self.data_dir / "identity")],
+        )
+        return IdentityEndpoint.from_ready_info(identity.info)
+
+    def _start_function_host(self, port: int, app_settings: dict[str, str]) -> Child:
+        host_args = ["--script-root", str(self.options.script_root), "--port", str(port)]
+        if self.options.function_key:
+            host_args += ["--function-key", self.options.function_key]
+        return self._start(
+            "function-host",
+            "devstack.function_host",
+            host_args,
+            cwd=self.options.script_root,
+            env={
+                # local.settings.json first (the process environment still wins), then what
+                # only the running stack knows.
+                **{name: value for name, value in self.settings.items() if name not in os.environ},
+                **app_settings,
+                **self.options.host_env,
+            },
+        )
 
     def watch(self) -> None:
         while True:
@@ -331,7 +393,38 @@ def running_stack(stack_file: Path) -> list[int]:
     return alive
 
 
-def _free_port() -> int:
+def _storage_description(
+    azurite: AzuriteChild, keyless_settings: dict[str, str] | None
+) -> dict[str, Any]:
+    """Where storage is; keyless, the app's identity-based settings (the operator CLI uses
+    them). The connection string is there either way: the tests inspect queues with it."""
+    description: dict[str, Any] = {
+        "connectionString": azurite.connection_string,
+        "serviceUris": azurite.service_uris,
+        "queueUrl": azurite.queue_url,
+        "tableUrl": azurite.table_url,
+    }
+    if keyless_settings is not None:
+        description["identitySettings"] = {
+            name: value
+            for name, value in keyless_settings.items()
+            if name.startswith("AzureWebJobsStorage__")
+            or name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+        }
+    return description
+
+
+def _identity_description(identity: IdentityEndpoint | None) -> dict[str, str] | None:
+    if identity is None:
+        return None
+    return {
+        "endpoint": identity.endpoint,
+        "publicKeyFile": str(identity.public_key_file),
+        "issuer": identity.issuer,
+    }
+
+
+def free_port() -> int:
     """Resolve port 0 up front for the function host: the IoT Hub emulator needs its URL first."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -340,18 +433,30 @@ def _free_port() -> int:
 
 
 def print_summary(console: Console, description: dict[str, Any]) -> None:
-    table = Table(title="devstack is running", title_justify="left")
+    keyless = bool(description.get("keyless"))
+    title = "devstack is running" + (" keyless" if keyless else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("part", no_wrap=True)
     table.add_column("where", overflow="fold")
     table.add_column("logs", overflow="fold")
     logs = {name: _short(Path(path)) for name, path in description["logs"].items()}
-    table.add_row("dev functions host", description["functionHost"], logs["function-host"])
+    core_tools = description.get("coreToolsSettings")
+    if core_tools:
+        table.add_row("functions host", "yours: `func start` (Core Tools)", "")
+    else:
+        table.add_row("dev functions host", description["functionHost"], logs["function-host"])
     table.add_row("  allocation webhook", f"POST {description['allocateUrl']}", "")
+    if description.get("identity"):
+        table.add_row(
+            "identity (managed-identity endpoint)",
+            description["identity"]["endpoint"],
+            logs.get("identity", ""),
+        )
     table.add_row("reference asset service", description["assetApi"], logs["asset-service"])
     storage = description["storage"]
     table.add_row(
-        "Azurite (queues, tables)",
-        f"{storage['queueUrl']}  {storage['tableUrl']}",
+        "Azurite (" + ", ".join(storage["serviceUris"]) + ")",
+        "  ".join(storage["serviceUris"].values()),
         logs.get("azurite-queue", ""),
     )
     for name, hub in description["hubs"].items():
@@ -363,10 +468,22 @@ def print_summary(console: Console, description: dict[str, Any]) -> None:
         logs["dps-emulator"],
     )
     console.print(table)
+    if keyless:
+        console.print(
+            "keyless: the app holds no key; it calls storage (OAuth over HTTPS), the hubs and "
+            f"the asset API ({description['assetApiAudience']}) with managed-identity tokens"
+        )
     group = description["enrollmentGroups"][0]
     console.print(f"enrollment group {group['id']}: CA {_short(Path(group['caCert']))}")
     console.print(f"trust for every HTTPS endpoint: {_short(Path(description['tls']['caCert']))}")
     console.print(f"stack description: {_short(Path(description['dataDir']) / 'stack.json')}")
+    if core_tools:
+        console.print(
+            f"Core Tools settings: {_short(Path(core_tools))}\n"
+            f"  cp {_short(Path(core_tools))} local.settings.json && func start\n"
+            "  (twin changes need IOT_HUB_EVENTS_CONNECTION set to a real Event Hub: see the "
+            "README, Run with Core Tools)"
+        )
     console.print("try:   .venv/bin/python -m devstack.simulate --devices 50 --via dps")
     console.print("Ctrl-C stops everything.")
 
@@ -388,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--function-port", type=int, default=7071)
     up.add_argument("--asset-port", type=int, default=7080)
     up.add_argument("--dps-port", type=int, default=9443)
+    up.add_argument("--blob-port", type=int, default=10000, help="Azurite blob service")
     up.add_argument("--queue-port", type=int, default=10001, help="Azurite queue service")
     up.add_argument("--table-port", type=int, default=10002, help="Azurite table service")
     up.add_argument(
@@ -396,7 +514,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=PORT",
         help="IoT hub and its port (repeatable; default: the two demo hubs on 8443/8444)",
     )
+    up.add_argument("--identity-port", type=int, default=7090, help="identity stand-in (keyless)")
     up.add_argument("--function-key", help="enforce this function key (Core Tools does not)")
+    up.add_argument(
+        "--keyless",
+        action="store_true",
+        help="no key in the app's settings: storage over HTTPS with OAuth, IoT Hub and the "
+        "asset API with managed-identity tokens from a local identity endpoint",
+    )
+    up.add_argument(
+        "--core-tools",
+        action="store_true",
+        help="start everything but the functions host, and write the local.settings.json "
+        "for Core Tools' `func start` on --function-port",
+    )
     up.add_argument(
         "--dps-retry-scale", type=float, default=1.0, help="scale DPS's webhook retry delays"
     )
@@ -407,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
         help="scale the asset service's Event Grid retry delays",
     )
     args = parser.parse_args(argv)
+    if args.keyless and args.core_tools:
+        parser.error(
+            "--keyless runs with the dev functions host only: Core Tools' host would have to "
+            "trust the devstack's CA for Azurite over HTTPS, which this machine cannot verify"
+        )
     hubs = dict(DEFAULT_HUBS)
     if args.hub_port:
         hubs = {}
@@ -420,8 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         function_port=args.function_port,
         asset_port=args.asset_port,
         dps_port=args.dps_port,
+        blob_port=args.blob_port,
         queue_port=args.queue_port,
         table_port=args.table_port,
+        identity_port=args.identity_port,
+        keyless=args.keyless,
+        function_host=not args.core_tools,
         hubs=hubs,
         function_key=args.function_key,
         dps_retry_scale=args.dps_retry_scale,

@@ -115,14 +115,10 @@ def _from_stack_file(path: Path) -> StorageConnection:
         raise ConfigurationError(f"{STACK_FILE} has no storage section")
     tls = description.get("tls") if isinstance(description, dict) else None
     ca_bundle = tls.get("caCert") if isinstance(tls, dict) else None
-    value = storage.get("connectionString")
-    if isinstance(value, str) and value.strip():
-        account = storage_account_from_connection_string(value.strip(), str(STACK_FILE))
-        return StorageConnection(account, str(STACK_FILE), ca_bundle)
     settings = storage.get("identitySettings")
     if isinstance(settings, dict) and all(isinstance(v, str) for v in settings.values()):
-        # The keyless stack: its settings name the service URIs and its identity endpoint,
-        # which azure-identity reads from the environment when the credential is made.
+        # A keyless stack: reach storage as its app does. The settings name the service URIs
+        # and the identity endpoint, which azure-identity reads from the environment.
         for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
             if name in settings:
                 os.environ[name] = settings[name]
@@ -130,6 +126,10 @@ def _from_stack_file(path: Path) -> StorageConnection:
             account = resolve_storage_account(CONNECTION_ENV, settings)
         except StorageConfigError as exc:
             raise ConfigurationError(f"{STACK_FILE}: {exc}") from None
+        return StorageConnection(account, str(STACK_FILE), ca_bundle)
+    value = storage.get("connectionString")
+    if isinstance(value, str) and value.strip():
+        account = storage_account_from_connection_string(value.strip(), str(STACK_FILE))
         return StorageConnection(account, str(STACK_FILE), ca_bundle)
     raise ConfigurationError(
         f"{STACK_FILE} has neither storage.connectionString nor storage.identitySettings"

@@ -20,7 +20,7 @@ HUB_NAMES = ("hub-us-east.azure-devices.net", "hub-eu-west.azure-devices.net")
 def start_devstack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     args = [sys.executable, "-m", "devstack", "up", "--data-dir", str(data_dir)]
     args += ["--function-port", "0", "--asset-port", "0", "--dps-port", "0"]
-    args += ["--queue-port", "0", "--table-port", "0"]
+    args += ["--blob-port", "0", "--queue-port", "0", "--table-port", "0", "--identity-port", "0"]
     for hub in HUB_NAMES:
         args += ["--hub-port", f"{hub}=0"]
     args += ["--dps-retry-scale", "0.01", "--event-retry-scale", "0.05"]

@@ -51,9 +51,11 @@ class OutageStack:
         host_env: dict[str, str] | None = None,
         *,
         dps_retry_scale: float = 0.01,
+        keyless: bool = False,
     ) -> None:
         options = StackOptions.on_free_ports(
             data_dir,
+            keyless=keyless,
             dps_retry_scale=dps_retry_scale,
             event_retry_scale=0.05,
             host_env={**FAST_QUEUES, **(host_env or {})},
@@ -160,7 +162,10 @@ class OutageStack:
 
     # -- queues -------------------------------------------------------------------------------
     def queue(self, name: str) -> QueueClient:
-        return QueueClient.from_connection_string(self.d["storage"]["connectionString"], name)
+        # Keyless, Azurite speaks HTTPS (and still takes the account key this inspection uses).
+        return QueueClient.from_connection_string(
+            self.d["storage"]["connectionString"], name, connection_verify=self.d["tls"]["caCert"]
+        )
 
     def approximate_count(self, name: str) -> int:
         """Visible and invisible messages alike; 0 for a queue nobody has created yet."""
@@ -199,8 +204,10 @@ class OutageStack:
         return Path(self.d["logs"][name]).read_text(errors="replace")
 
 
-def outage_stack(tmp: Path, host_env: dict[str, str] | None = None) -> Iterator[OutageStack]:
-    stack = OutageStack(tmp, host_env)
+def outage_stack(
+    tmp: Path, host_env: dict[str, str] | None = None, *, keyless: bool = False
+) -> Iterator[OutageStack]:
+    stack = OutageStack(tmp, host_env, keyless=keyless)
     try:
         yield stack
     finally:
@@ -208,12 +215,23 @@ def outage_stack(tmp: Path, host_env: dict[str, str] | None = None) -> Iterator[
 
 
 def run_operator(description: dict[str, Any], *args: str) -> Any:
-    """`python -m operator_cli ... --json` against a stack.json-shaped description; its JSON."""
+    """`python -m operator_cli ... --json` against a stack.json-shaped description; its JSON.
+
+    Against a keyless stack the CLI reaches storage as the app does, with identity-based
+    settings and tokens from the stack's identity endpoint."""
+    storage = description["storage"]
+    identity_settings = storage.get("identitySettings")
+    connection = (
+        {**identity_settings, "STORAGE_CA_BUNDLE": description["tls"]["caCert"]}
+        if identity_settings
+        else {"AzureWebJobsStorage": storage["connectionString"]}
+    )
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobsStorage")}
     done = subprocess.run(
         [sys.executable, "-m", "operator_cli", *args],
         env={
-            **os.environ,
-            "AzureWebJobsStorage": description["storage"]["connectionString"],
+            **inherited,
+            **connection,
             "ASSET_API_URL": description["assetApi"],
             "ASSET_API_KEY": description["assetApiKey"],
         },

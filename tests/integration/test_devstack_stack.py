@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from devstack.dps_requests import allocation_request
+from devstack.processes import start_child, stop_children, wait_ready
+from devstack.stack import free_port
 from tests.integration.conftest import REPO, RunningStack
 
 
@@ -26,7 +29,7 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def _up(data_dir: Path) -> subprocess.Popen[str]:
+def _up(data_dir: Path, *options: str, function_port: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -36,10 +39,12 @@ def _up(data_dir: Path) -> subprocess.Popen[str]:
             "--data-dir",
             str(data_dir),
             "--function-port",
-            "0",
+            str(function_port),
             "--asset-port",
             "0",
             "--dps-port",
+            "0",
+            "--blob-port",
             "0",
             "--queue-port",
             "0",
@@ -49,8 +54,11 @@ def _up(data_dir: Path) -> subprocess.Popen[str]:
             "hub-us-east.azure-devices.net=0",
             "--hub-port",
             "hub-eu-west.azure-devices.net=0",
+            "--identity-port",
+            "0",
             "--dps-retry-scale",
             "0.01",
+            *options,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -208,3 +216,71 @@ def test_the_simulator_explains_a_missing_stack(tmp_path):
     )
     assert result.returncode != 0
     assert "make run" in result.stderr
+
+
+def _wait_for(stack_file: Path, supervisor: subprocess.Popen[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while not stack_file.exists():
+        assert supervisor.poll() is None, supervisor.stdout.read() if supervisor.stdout else ""
+        assert time.monotonic() < deadline, "stack.json never appeared"
+        time.sleep(0.1)
+    description: dict[str, Any] = json.loads(stack_file.read_text())
+    return description
+
+
+def test_core_tools_mode_leaves_the_host_to_func_and_writes_the_settings_it_reads(tmp_path):
+    data_dir = tmp_path / "devstack"
+    port = free_port()
+    supervisor = _up(data_dir, "--core-tools", function_port=port)
+    host = None
+    try:
+        stack = _wait_for(data_dir / "stack.json", supervisor)
+        assert "function-host" not in stack["pids"]
+        assert stack["allocateUrl"] == f"http://127.0.0.1:{port}/api/allocate"
+        settings_file = Path(stack["coreToolsSettings"])
+        assert settings_file.stat().st_mode & 0o777 == 0o600, "it holds the stack's keys"
+        document = json.loads(settings_file.read_text())
+        assert document["IsEncrypted"] is False
+        assert document["Host"] == {"LocalHttpPort": port}
+        values = document["Values"]
+        assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+        for endpoint in ("BlobEndpoint=", "QueueEndpoint=", "TableEndpoint="):
+            assert endpoint in values["AzureWebJobsStorage"], "Core Tools' host needs all three"
+        assert set(json.loads(values["IOT_HUB_CONNECTION_STRINGS"])) == set(stack["hubs"])
+        assert values["ASSET_API_URL"] == stack["assetApi"]
+
+        # What `func start` would do with it: a host that reads only this file, on its port.
+        host = wait_ready(
+            start_child(
+                "stand-in-for-func",
+                "devstack.function_host",
+                ["--script-root", str(REPO), "--settings-file", str(settings_file)],
+                run_dir=tmp_path,
+                cwd=REPO,
+            )
+        )
+        assert host.url == f"http://127.0.0.1:{port}"
+        simulated = subprocess.run(
+            [sys.executable, "-m", "devstack.simulate", "--devices", "3", "--json"]
+            + ["--stack", str(data_dir / "stack.json")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert simulated.returncode == 0, simulated.stderr[-2000:]
+        assert json.loads(simulated.stdout)["statuses"] == {"assigned": 3}
+    finally:
+        if host is not None:
+            stop_children([host])
+        supervisor.send_signal(signal.SIGINT)
+        output, _ = supervisor.communicate(timeout=30)
+    assert "local.settings.json && func start" in " ".join(output.split())
+
+
+def test_keyless_and_core_tools_together_are_refused_with_the_reason(tmp_path):
+    refused = _up(tmp_path / "devstack", "--keyless", "--core-tools")
+    output, _ = refused.communicate(timeout=30)
+    assert refused.returncode == 2
+    assert "--keyless runs with the dev functions host only" in output
