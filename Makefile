@@ -71,8 +71,12 @@ lock:
 		--universal --python-version 3.11 \
 		--custom-compile-command 'make lock' --quiet --output-file $(LOCK)
 
+# make run KEYLESS=1: the app holds no key, its calls carry tokens from a local managed-identity
+# endpoint (Azurite over HTTPS with OAuth). make run CORE_TOOLS=1: every part but the functions
+# host, and a local.settings.json for `func start`.
+RUN_FLAGS = $(if $(KEYLESS),--keyless) $(if $(CORE_TOOLS),--core-tools)
 run: install
-	$(BIN)/python -m devstack up
+	$(BIN)/python -m devstack up $(RUN_FLAGS)
 
 lint: install
 	$(BIN)/ruff check .
