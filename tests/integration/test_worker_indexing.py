@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_identity_settings import KEYLESS as IDENTITY_ONLY
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_SETTINGS: dict[str, str] = json.loads((REPO / "local.settings.sample.json").read_text())[
     "Values"
@@ -140,10 +142,14 @@ EXPECTED_CONNECTIONS = {
 }
 
 
-def _probe(indexer: str) -> dict[str, Any]:
-    """One indexing in a fresh interpreter, with the app settings `make run` uses."""
-    env = {k: v for k, v in os.environ.items() if k not in SAMPLE_SETTINGS}
-    env.update(SAMPLE_SETTINGS)
+def _probe(indexer: str, settings: dict[str, str] = SAMPLE_SETTINGS) -> dict[str, Any]:
+    """One indexing in a fresh interpreter, with these app settings (default: `make run`'s)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in SAMPLE_SETTINGS and not k.startswith("AzureWebJobsStorage")
+    }
+    env.update(settings)
     result = subprocess.run(
         [sys.executable, "-m", "tests.integration.indexing_probe", indexer],
         cwd=REPO,
@@ -168,6 +174,25 @@ def worker() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def devhost() -> dict[str, Any]:
     return _probe("devhost")
+
+
+@pytest.fixture(scope="module")
+def keyless_worker() -> dict[str, Any]:
+    if PYTHON < (3, 13):
+        pytest.skip("azure-functions-runtime, Azure's worker for Python 3.13+, installs only there")
+    return _probe("worker", IDENTITY_ONLY)
+
+
+def test_with_identity_only_settings_the_worker_indexes_the_same_functions(worker, keyless_worker):
+    assert not any(word in json.dumps(IDENTITY_ONLY) for word in ("AccountKey", "SharedAccess"))
+    assert [f["name"] for f in keyless_worker["functions"]] == list(EXPECTED)
+    assert keyless_worker["functions"] == worker["functions"]
+
+
+def test_with_identity_only_settings_the_dev_host_indexes_the_same_functions(devhost):
+    keyless = _probe("devhost", IDENTITY_ONLY)
+    assert [f["name"] for f in keyless["functions"]] == list(EXPECTED)
+    assert keyless["functions"] == devhost["functions"]
 
 
 def _by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
