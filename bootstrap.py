@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from allocation.policy import Policy, PolicyError, load_policy
 from allocation.service import AllocationService
 from asset_client import AssetRepository
 from audit import AuditTrail, AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
 from observability import redact
+from policies import Policy, PolicyError, load_policy
 from reconciliation import PendingSweep, Reconciler
 from resilience import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings

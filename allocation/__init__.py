@@ -9,8 +9,8 @@ from allocation.decision import AllocationDecision, decide_allocation
 from allocation.errors import AllocationError
 from allocation.hub_selection import HubChoice, select_hub
 from allocation.identity import DeviceIdentity, IdentitySource, Sourced
-from allocation.policy import Policy, PolicyError, load_policy, parse_policy
 from allocation.service import AllocationService
+from policies import Policy, PolicyError, load_policy, parse_policy
 
 __all__ = [
     "AllocationDecision",

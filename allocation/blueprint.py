@@ -8,8 +8,8 @@ from typing import Protocol
 import azure.functions as func
 
 from allocation.http_endpoint import answer_allocation
-from allocation.policy import Policy
 from allocation.service import AllocationService
+from policies import Policy
 
 
 class AllocationServices(Protocol):

@@ -20,17 +20,13 @@ from pydantic import (
 )
 
 from device_twin import InitialTwin
+from policies.model import HubHostName
 
 MAX_BODY_BYTES = 96 * 1024
 """DPS's maximum message size; anything larger did not come from DPS."""
 
 RegistrationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-._:]{1,128}$")]
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$")]
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HubHostName = Annotated[
-    str,
-    StringConstraints(max_length=259, pattern=rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$"),
-]
 
 
 class _Wire(BaseModel):

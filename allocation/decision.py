@@ -10,7 +10,6 @@ from allocation.contract import AllocationRequest, AllocationResponse
 from allocation.errors import AssetNotAssignable, NoHubForDevice, UnknownDevice
 from allocation.hub_selection import HubChoice, select_hub, spread
 from allocation.identity import DeviceIdentity
-from allocation.policy import Policy
 from allocation.replacement import Replacement
 from asset_client import Asset, AssetStatus, DeviceLink
 from device_twin import (
@@ -22,6 +21,7 @@ from device_twin import (
     asset_owned_fields,
     format_twin_timestamp,
 )
+from policies import Policy
 from roles import RoleAssignment, assign_role
 
 

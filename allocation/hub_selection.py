@@ -9,8 +9,8 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 from allocation.errors import NoHubForDevice
-from allocation.policy import HubRule
 from device_twin import HubSelection
+from policies import HubRule
 
 
 @dataclass(frozen=True)

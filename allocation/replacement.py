@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from allocation.contract import DeviceId
 from allocation.errors import AttestationError, ReplacementRefused
 from allocation.identity import DeviceIdentity
-from allocation.policy import ReplacementPolicy
 from asset_client import Asset, AssetStatus
 from asset_client.models import normalized_thumbprint
+from policies import ReplacementPolicy
 
 _CLAIM_FIELD = "deviceRuntimeContext.payload.replacementFor"
 MAX_DEVICE_REASON = 256

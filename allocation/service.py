@@ -30,7 +30,6 @@ from allocation.errors import (
     ReplacementRefused,
 )
 from allocation.identity import DeviceIdentity
-from allocation.policy import Policy
 from allocation.replacement import (
     Replacement,
     ReplacementClaim,
@@ -38,6 +37,7 @@ from allocation.replacement import (
     read_claim,
     rekeyed,
 )
+from allocation.trust import check_enrollment, check_issuer
 from asset_client import (
     Asset,
     AssetConflict,
@@ -50,6 +50,7 @@ from asset_client import (
     DeviceLink,
 )
 from observability import DeviceLog
+from policies import Policy
 from resilience.outbox import Emission, Outbox
 
 _logger = logging.getLogger("allocation")
@@ -116,7 +117,8 @@ class AllocationService:
         now = self._clock()
         trust = self._policy.trust
         group = request.enrollment_group
-        trust.check_enrollment(
+        check_enrollment(
+            trust,
             group_id=group.enrollment_group_id if group else None,
             individual=request.individual_enrollment is not None,
         )
@@ -126,7 +128,7 @@ class AllocationService:
             now=now,
             clock_skew=timedelta(seconds=self._policy.attestation.clock_skew_seconds),
         )
-        trust.check_issuer(identity.certificate_chain, now=now)
+        check_issuer(trust, identity.certificate_chain, now=now)
         log = log.bind(registrationId=identity.registration_id, deviceId=identity.device_id.value)
         claim = read_claim(request.device_runtime_context.payload)
         try:

@@ -20,11 +20,11 @@ from rich.table import Table
 from allocation.attestation import read_identity
 from allocation.decision import decide_allocation
 from allocation.http_endpoint import parse_request
-from allocation.policy import load_policy
 from asset_client import Asset
 from bench.reporting import percentiles, write_result
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_requests import allocation_request
+from policies import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,12 +21,12 @@ from allocation.attestation import read_identity
 from allocation.contract import AllocationRequest
 from allocation.decision import AllocationDecision, decide_allocation
 from allocation.errors import AllocationError
-from allocation.policy import Policy, PolicyError, load_policy
 from asset_client import Asset, AssetError
 from asset_client.http_adapter import HttpAssetRepository
 from audit import AuditEntry, TableAuditStore
 from operator_cli import config
 from operator_cli.errors import ConfigurationError, OperatorError
+from policies import Policy, PolicyError, load_policy
 
 _ALLOCATION_ACTIONS = ("allocation.decided", "allocation.fallback", "allocation.refused")
 _DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "demo.toml"

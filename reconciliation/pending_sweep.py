@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from allocation.policy import Policy
 from audit import AuditEntry
 from device_twin import ProvisioningState, format_twin_timestamp
 from iothub_client import (
@@ -30,6 +29,7 @@ from iothub_client import (
     TwinPreconditionFailed,
 )
 from observability import DeviceLog
+from policies import Policy
 from resilience.dead_letters import DeadLetter
 from resilience.outbox import Emission, Outbox
 

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from allocation.decision import check_assignable
 from allocation.errors import AssetNotAssignable
-from allocation.policy import Policy
 from asset_client import (
     Asset,
     AssetConflict,
@@ -29,6 +28,7 @@ from audit import AuditAction, AuditEntry, AuditTrail, NoAudit
 from device_twin import ProvisioningState, format_twin_timestamp
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
 from observability import DeviceLog
+from policies import Policy
 from resilience.dead_letters import DeadLetter, DeadLetterRecorder
 from resilience.reconciliation import ReconciliationMessage
 from sync import AssetEvent, AssetToTwinSync, TwinToAssetSync, twin_change_from_record

@@ -10,11 +10,11 @@ from typing import Literal
 
 from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub
-from allocation.policy import Policy
 from asset_client import Asset, AssetNotFound, AssetRepository
 from audit import AuditEntry, AuditTrail, NoAudit
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPreconditionFailed
 from observability import DeviceLog
+from policies import Policy
 from sync.asset_to_twin import plan_twin_update
 from sync.coalescing import Coalescer
 from sync.errors import DeviceNotOnAnyHub, SyncConflict

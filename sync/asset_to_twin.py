@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub
-from allocation.policy import Policy
 from asset_client import Asset
 from device_twin import ReprovisionRequest, SyncMarker, asset_owned_fields
 from iothub_client import Twin, TwinPatch
+from policies import Policy
 from roles import assign_role
 
 

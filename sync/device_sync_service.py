@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from allocation.policy import Policy
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
 from audit import AuditEntry, AuditTrail, NoAudit
 from observability import DeviceLog
+from policies import Policy
 from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
 from roles import assign_role
 from sync.errors import SyncConflict

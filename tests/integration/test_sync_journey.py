@@ -21,11 +21,11 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from allocation.policy import load_policy
 from asset_client import Asset
 from device_twin import asset_owned_fields
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_device_client import register_device
+from policies import load_policy
 from roles import assign_role
 from tests.integration.devstack_fixtures import REPO, devstack
 from tests.integration.iothub_fixtures import hub_http, registry_manager

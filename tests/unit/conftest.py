@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from allocation.policy import Policy, load_policy
 from devstack.certificates import TestCertificateAuthority
+from policies import Policy, load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,10 @@ import pytest
 
 from allocation.errors import AssetNotAssignable, CommonNameMismatch, NoHubForDevice, UnknownDevice
 from allocation.http_endpoint import parse_request
-from allocation.policy import Policy
 from allocation.service import Allocated, AllocationService, Refused
 from devstack.dps_requests import allocation_request
 from observability import DEVICE_FIELDS, DeviceLog
+from policies import Policy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
 

@@ -8,7 +8,6 @@ import pytest
 from allocation.contract import MAX_BODY_BYTES
 from allocation.http_endpoint import answer_allocation
 from allocation.service import AllocationService
-from allocation.trust import TrustPolicy
 from asset_client import (
     AssetAccessDenied,
     AssetCircuitOpen,
@@ -16,6 +15,7 @@ from asset_client import (
     AssetUnavailable,
 )
 from devstack.dps_requests import allocation_request
+from policies import TrustPolicy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
 

@@ -4,8 +4,8 @@ from hypothesis import strategies as st
 
 from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub, spread
-from allocation.policy import HubRule
 from device_twin import HubSelection
+from policies import HubRule
 
 EAST = "hub-us-east.azure-devices.net"
 WEST = "hub-eu-west.azure-devices.net"

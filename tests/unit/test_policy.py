@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from allocation.policy import PolicyError, load_policy, parse_policy
+from policies import PolicyError, load_policy, parse_policy
 from roles import RoleName
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ import pytest
 
 from allocation.errors import AssetNotAssignable, AttestationError, ReplacementRefused
 from allocation.http_endpoint import answer_allocation, parse_request
-from allocation.policy import Policy
 from allocation.service import Allocated, AllocationService, Refused
 from asset_client import Asset, AssetConflict
 from devstack.dps_requests import allocation_request
 from observability import DeviceLog
+from policies import Policy
 from resilience.durable_queue import QueueUnavailable
 from resilience.reconciliation import ReconciliationMessage
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset

@@ -12,11 +12,11 @@ from allocation.errors import (
     UntrustedIssuer,
 )
 from allocation.http_endpoint import answer_allocation
-from allocation.policy import PolicyError, load_policy, parse_policy
 from allocation.service import AllocationService
-from allocation.trust import TrustPolicy
+from allocation.trust import check_enrollment, check_issuer
 from devstack.certificates import TestCertificateAuthority
 from devstack.dps_requests import allocation_request, enrollment_group_record
+from policies import PolicyError, TrustPolicy, load_policy, parse_policy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
 
@@ -30,30 +30,30 @@ def pinned(*cas: TestCertificateAuthority, **kwargs) -> TrustPolicy:
 
 def test_nothing_pinned_serves_every_group_and_issuer(ca):
     trust = TrustPolicy()
-    trust.check_enrollment(group_id="anything", individual=False)
-    trust.check_enrollment(group_id=None, individual=True)
-    trust.check_issuer([ca.issue_device("dev-1").certificate], now=NOW)
+    check_enrollment(trust, group_id="anything", individual=False)
+    check_enrollment(trust, group_id=None, individual=True)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
 
 
 def test_pinned_groups_refuse_other_groups_and_individual_enrollments():
     trust = TrustPolicy(enrollment_groups=("plant-devices",))
-    trust.check_enrollment(group_id="Plant-Devices", individual=False)
+    check_enrollment(trust, group_id="Plant-Devices", individual=False)
     for group in ("other-group", None):
         with pytest.raises(UntrustedEnrollment) as caught:
-            trust.check_enrollment(group_id=group, individual=False)
+            check_enrollment(trust, group_id=group, individual=False)
         assert "trust.enrollment_groups" in caught.value.public
     with pytest.raises(UntrustedEnrollment):
-        trust.check_enrollment(group_id=None, individual=True)
+        check_enrollment(trust, group_id=None, individual=True)
     allowed = TrustPolicy(enrollment_groups=("plant-devices",), individual_enrollments=True)
-    allowed.check_enrollment(group_id=None, individual=True)
+    check_enrollment(allowed, group_id=None, individual=True)
 
 
 def test_a_leaf_from_a_pinned_ca_verifies_and_one_from_another_ca_does_not(ca):
     trust = pinned(ca)
-    trust.check_issuer([ca.issue_device("dev-1").certificate], now=NOW)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
     stranger = TestCertificateAuthority("Someone Else's CA")
     with pytest.raises(UntrustedIssuer) as caught:
-        trust.check_issuer([stranger.issue_device("dev-1").certificate], now=NOW)
+        check_issuer(trust, [stranger.issue_device("dev-1").certificate], now=NOW)
     assert caught.value.field == "deviceRuntimeContext.x509.clientCertificate"
     assert "trust.issuing_cas" in caught.value.public
 
@@ -61,7 +61,7 @@ def test_a_leaf_from_a_pinned_ca_verifies_and_one_from_another_ca_does_not(ca):
 def test_a_ca_named_like_the_pinned_one_but_with_another_key_does_not_verify(ca):
     impostor = TestCertificateAuthority(ca.name)  # same subject, different key
     with pytest.raises(UntrustedIssuer):
-        pinned(ca).check_issuer([impostor.issue_device("dev-1").certificate], now=NOW)
+        check_issuer(pinned(ca), [impostor.issue_device("dev-1").certificate], now=NOW)
 
 
 def test_validity_is_checked_against_the_clock(ca):
@@ -69,16 +69,16 @@ def test_validity_is_checked_against_the_clock(ca):
         "dev-1", not_before=NOW - timedelta(days=10), not_after=NOW - timedelta(days=1)
     )
     with pytest.raises(UntrustedIssuer):
-        pinned(ca).check_issuer([expired.certificate], now=NOW)
+        check_issuer(pinned(ca), [expired.certificate], now=NOW)
 
 
 def test_an_intermediate_presented_in_the_chain_links_the_leaf_to_the_pinned_root(ca):
     intermediate = ca.issue_intermediate()
     leaf = intermediate.issue_device("dev-1").certificate
     trust = pinned(ca)
-    trust.check_issuer([leaf, intermediate.issued.certificate], now=NOW)
+    check_issuer(trust, [leaf, intermediate.issued.certificate], now=NOW)
     with pytest.raises(UntrustedIssuer):
-        trust.check_issuer([leaf], now=NOW)  # the chain is broken without it
+        check_issuer(trust, [leaf], now=NOW)  # the chain is broken without it
 
 
 def test_a_thumbprint_pin_anchors_at_the_certificate_the_chain_carries(ca):
@@ -86,18 +86,20 @@ def test_a_thumbprint_pin_anchors_at_the_certificate_the_chain_carries(ca):
     leaf = intermediate.issue_device("dev-1").certificate
     thumbprint = intermediate.issued.sha256_thumbprint
     trust = TrustPolicy(issuing_cas=(f"sha256:{thumbprint.lower()}",))
-    trust.check_issuer([leaf, intermediate.issued.certificate], now=NOW)
+    check_issuer(trust, [leaf, intermediate.issued.certificate], now=NOW)
     with pytest.raises(UntrustedIssuer):
-        trust.check_issuer([leaf], now=NOW)
+        check_issuer(trust, [leaf], now=NOW)
     other = TestCertificateAuthority()
     with pytest.raises(UntrustedIssuer):
-        trust.check_issuer([other.issue_device("x").certificate, other.issued.certificate], now=NOW)
+        check_issuer(
+            trust, [other.issue_device("x").certificate, other.issued.certificate], now=NOW
+        )
 
 
 def test_without_a_certificate_pins_apply_only_when_the_policy_requires_one(ca):
-    pinned(ca).check_issuer([], now=NOW)
+    check_issuer(pinned(ca), [], now=NOW)
     with pytest.raises(CertificateRequired):
-        pinned(ca, require_certificate=True).check_issuer([], now=NOW)
+        check_issuer(pinned(ca, require_certificate=True), [], now=NOW)
 
 
 def test_require_certificate_without_cas_is_a_policy_error():
@@ -113,7 +115,7 @@ def test_the_policy_file_reads_ca_files_relative_to_itself(ca, tmp_path):
     (tmp_path / "policy.toml").write_text(text)
     trust = load_policy(tmp_path / "policy.toml").trust
     assert trust.pins_issuers
-    trust.check_issuer([ca.issue_device("dev-1").certificate], now=NOW)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
-"""The routing and role policy: one versioned TOML file, validated once at start-up."""
+"""The routing and role policy as the app reads it: one versioned TOML file, validated once.
+
+Data only: every flow that needs a rule of the policy (allocation, sync, reconciliation) reads it
+from here, and policies.loader reads the file.
+"""
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -11,19 +13,20 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from allocation.contract import HubHostName
-from allocation.trust import TrustPolicy, resolve_ca_files
+from policies.trust import TrustPolicy
 from roles import RoleName, RoleRule, permissions_for
 from roles.authorization import granted_actions
 
-
-class PolicyError(ValueError):
-    """The policy file is missing, not TOML, or breaks a rule; the message names file and key."""
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HubHostName = Annotated[
+    str,
+    StringConstraints(max_length=259, pattern=rf"^{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?$"),
+]
+"""An IoT hub's host name (a port may follow, for a local emulator)."""
 
 
 class HubRule(BaseModel):
@@ -107,40 +110,3 @@ class Policy(BaseModel):
                     "the default must be least privilege"
                 )
         return self
-
-
-def parse_policy(text: str, source: str, base_dir: Path | None = None) -> Policy:
-    """`base_dir` resolves the CA files the policy names (the policy file's folder)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"policy file {source} is not valid TOML: {exc}") from exc
-    try:
-        data = resolve_ca_files(data, base_dir)
-    except ValueError as exc:
-        raise PolicyError(f"policy file {source} is invalid: {exc}") from exc
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_dotted(error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()
-        )
-        raise PolicyError(f"policy file {source} is invalid: {problems}") from exc
-
-
-def load_policy(path: Path) -> Policy:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
-    return parse_policy(text, str(path), path.parent)
-
-
-def _dotted(location: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for part in location:
-        if isinstance(part, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{part}]"]
-        else:
-            parts.append(part)
-    return ".".join(parts)
