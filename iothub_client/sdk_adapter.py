@@ -164,21 +164,19 @@ class SdkIotHubRegistry:
         managers: dict[str, Any] = self._local.__dict__.setdefault("managers", {})
         manager = managers.get(connection.hub)
         if manager is None:
-            from azure.iot.hub import IoTHubRegistryManager
+            from iothub_client.registry_manager import registry_manager
 
             if connection.auth == "connectionString":
-                manager = IoTHubRegistryManager.from_connection_string(connection.connection_string)
-            else:
-                manager = IoTHubRegistryManager.from_token_credential(
-                    connection.endpoint, self._token_credential()
+                manager = registry_manager(
+                    connection.connection_string, ca_bundle=self._ca_bundle, timeout=self._timeout
                 )
-            config = manager.protocol.config
-            config.retry_policy.retries = 0
-            # Otherwise msrest closes its session after every call: a TLS handshake each.
-            config.keep_alive = True
-            config.connection.timeout = self._timeout
-            if self._ca_bundle:
-                config.connection.verify = self._ca_bundle
+            else:
+                manager = registry_manager(
+                    endpoint=connection.endpoint,
+                    credential=self._token_credential(),
+                    ca_bundle=self._ca_bundle,
+                    timeout=self._timeout,
+                )
             managers[connection.hub] = manager
         return manager
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from devstack.dps_emulator.errors import INTERNAL_ERROR, HubOperationFailed, HubsFileError
+from iothub_client.registry_manager import registry_manager
 
 T = TypeVar("T")
 _REQUIRED_PARTS = ("HostName", "SharedAccessKeyName", "SharedAccessKey")
@@ -182,15 +183,11 @@ class HubDirectory:
         managers: dict[str, Any] = self._local.__dict__.setdefault("managers", {})
         manager = managers.get(connection.name)
         if manager is None:
-            from azure.iot.hub import IoTHubRegistryManager
-
-            manager = IoTHubRegistryManager.from_connection_string(connection.connection_string)
-            if self._ca_bundle is not None:
-                manager.protocol.config.connection.verify = str(self._ca_bundle)
-            # No hidden urllib3 retries (503 x4, ~5 s): a failure shows at once.
-            manager.protocol.config.retry_policy.retries = 0
-            # Otherwise msrest closes its session after every call: a TLS handshake each.
-            manager.protocol.config.keep_alive = True
+            # As the app configures it: no hidden SDK retries, the session kept alive.
+            manager = registry_manager(
+                connection.connection_string,
+                ca_bundle=None if self._ca_bundle is None else str(self._ca_bundle),
+            )
             managers[connection.name] = manager
         return manager
 
