@@ -7,15 +7,18 @@ from typing import Any
 
 from allocation.service import AllocationService
 from asset_client import AssetRepository
-from audit import AuditTrail, AuditWriter
+from audit import AuditTrail
+from audit.writer import AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
 from observability import redact
 from policies import Policy, PolicyError, load_policy
-from reconciliation import PendingSweep, Reconciler
-from resilience import ReconciliationRecorder
+from reconciliation.pending_sweep import PendingSweep
+from reconciliation.reconciler import Reconciler
+from resilience.recorders import ReconciliationRecorder
 from settings import AppSettings, ConfigurationError, load_settings
 from storage_access import StorageConfigError
-from sync import AssetToTwinSync, TwinToAssetSync
+from sync.asset_sync_service import AssetToTwinSync
+from sync.device_sync_service import TwinToAssetSync
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,10 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         ),
     )
     from iothub_client.sdk_adapter import SdkIotHubRegistry
-    from resilience import BreakerGuardedIotHubRegistry, RateLimitedIotHubRegistry, StorageQueue
-    from resilience.dead_letters import DeadLetterRecorder
+    from resilience.durable_queue import StorageQueue
+    from resilience.hub_breakers import BreakerGuardedIotHubRegistry
+    from resilience.hub_rate_limit import RateLimitedIotHubRegistry
+    from resilience.recorders import DeadLetterRecorder
 
     connections = hub_connections(settings)
     iot_hubs = RateLimitedIotHubRegistry(
@@ -162,7 +167,9 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         storage, settings.dead_letter_queue, encoding=settings.queue_message_encoding
     )
     reconciliation = ReconciliationRecorder(queue, dead_letters=dead_letter_queue)
-    from audit import AuditQueue, QueuedAuditTrail, TableAuditStore
+    from audit.queue import AuditQueue
+    from audit.table_store import TableAuditStore
+    from audit.trail import QueuedAuditTrail
 
     audit_queue = AuditQueue(
         storage, settings.audit_queue, encoding=settings.queue_message_encoding

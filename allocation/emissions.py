@@ -21,9 +21,8 @@ from allocation.errors import (
 from allocation.identity import DeviceIdentity
 from allocation.replacement import Replacement, read_claim
 from audit import AuditEntry
-from resilience.dead_letters import DeadLetter
-from resilience.outbox import Emission
-from resilience.reconciliation import ReconciliationMessage
+from messages import DeadLetter, ReconciliationMessage
+from messages.emission import Emission
 
 MAX_LISTED_HUBS = 20
 MAX_LISTED_PAYLOAD_KEYS = 20

@@ -18,7 +18,7 @@ from allocation.service import AllocationService, Refused
 from asset_client import AssetError
 from observability import DeviceLog
 from resilience.deadline import request_budget
-from resilience.durable_queue import QueueError
+from resilience.queue_port import QueueError
 
 _logger = logging.getLogger("allocation")
 

@@ -31,7 +31,7 @@ from asset_client import (
     AssetUnavailable,
     AssetVersionConflict,
 )
-from resilience.durable_queue import QueueError
+from resilience.queue_port import QueueError
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER_SECONDS = 5

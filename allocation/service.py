@@ -49,9 +49,10 @@ from asset_client import (
     AssetVersionConflict,
     DeviceLink,
 )
+from messages.emission import Emission
 from observability import DeviceLog
 from policies import Policy
-from resilience.outbox import Emission, Outbox
+from resilience.outbox import Outbox
 
 _logger = logging.getLogger("allocation")
 _KNOWN_LOCATIONS = 100_000

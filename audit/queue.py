@@ -15,7 +15,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from resilience.durable_queue import QueueError, QueueRejected, StorageQueue
+from resilience.durable_queue import StorageQueue
+from resilience.queue_port import QueueError, QueueRejected
 
 BATCH_FIELD = "entries"
 """The field of a batch message that holds its entries."""

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from audit.entry import AuditEntry
 from audit.error_log import log_unrecorded
 from audit.queue import BATCH_FIELD, AuditSender
-from resilience.durable_queue import QueueRejected, QueueUnavailable
+from resilience.queue_port import QueueRejected, QueueUnavailable
 
 DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_BATCH_SIZE = 25

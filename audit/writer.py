@@ -35,7 +35,7 @@ from audit.entry import AuditEntry
 from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
 from audit.queue import BATCH_FIELD, DelayedSender
-from resilience.durable_queue import QueueError
+from resilience.queue_port import QueueError
 
 ATTEMPTS_FIELD = "writeAttempts"
 UNREADABLE_TEXT_CHARS = 4000

@@ -20,7 +20,7 @@ from typing import Any
 from audit.table_store import valid_table_name
 from observability import redact
 from operator_cli.errors import ConfigurationError
-from resilience.durable_queue import QueueEncoding
+from resilience.queue_port import QueueEncoding
 from settings import STORAGE_CONNECTION, StorageSettings
 from storage_access import (
     StorageAccount,

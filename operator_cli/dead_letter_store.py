@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from operator_cli.config import StorageConnection
 from operator_cli.errors import QueueServiceError
 from operator_cli.letters import QueuedLetter, read_letter
-from resilience.durable_queue import QueueEncoding
+from resilience.queue_port import QueueEncoding
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueMessage

@@ -23,7 +23,8 @@ from allocation.decision import AllocationDecision, decide_allocation
 from allocation.errors import AllocationError
 from asset_client import Asset, AssetError
 from asset_client.http_adapter import HttpAssetRepository
-from audit import AuditEntry, TableAuditStore
+from audit import AuditEntry
+from audit.table_store import TableAuditStore
 from operator_cli import config
 from operator_cli.errors import ConfigurationError, OperatorError
 from policies import Policy, PolicyError, load_policy

@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from resilience.dead_letters import DeadLetter
-from resilience.durable_queue import QueueEncoding
-from resilience.reconciliation import ReconciliationMessage, capped_event
+from messages import DeadLetter, ReconciliationMessage, capped_event
+from resilience.queue_port import QueueEncoding
 
 REPLAYABLE_KINDS = frozenset({"allocation", "twinChange", "assetChange"})
 REPLAY_REASON = "replayed from dead letters"

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from operator_cli.dead_letter_store import REPLAY_VISIBILITY_SECONDS, DeadLetterQueue, HeldMessages
 from operator_cli.errors import QueueServiceError
 from operator_cli.letters import QueuedLetter, refusal, replay_message
-from resilience.durable_queue import QueueError, QueueUnavailable
+from resilience.queue_port import QueueError, QueueUnavailable
 
 ReplayStatus = Literal["replayed", "refused", "failed", "duplicated", "missing", "skipped"]
 

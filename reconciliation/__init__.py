@@ -1,6 +1,2 @@
-"""Finishing deferred work: the reconciliation queue's consumer and its poison handler."""
-
-from reconciliation.pending_sweep import PendingSweep
-from reconciliation.reconciler import Reconciler
-
-__all__ = ["PendingSweep", "Reconciler"]
+"""Finishing deferred work: the reconciliation queue's consumer, its poison handler and the
+sweep of overdue fallback devices. Import from the module."""

@@ -28,10 +28,11 @@ from iothub_client import (
     TwinPatch,
     TwinPreconditionFailed,
 )
+from messages import DeadLetter
+from messages.emission import Emission
 from observability import DeviceLog
 from policies import Policy
-from resilience.dead_letters import DeadLetter
-from resilience.outbox import Emission, Outbox
+from resilience.outbox import Outbox
 
 _logger = logging.getLogger("reconciliation.sweep")
 _PENDING = ProvisioningState.PENDING_RECONCILIATION.value

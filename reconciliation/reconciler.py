@@ -27,14 +27,15 @@ from asset_client import (
 from audit import AuditAction, AuditEntry, AuditTrail, NoAudit
 from device_twin import ProvisioningState, format_twin_timestamp
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
+from messages import DeadLetter, ReconciliationMessage
 from observability import DeviceLog
 from policies import Policy
-from resilience.dead_letters import DeadLetter, DeadLetterRecorder
-from resilience.reconciliation import ReconciliationMessage
-from sync import AssetEvent, AssetToTwinSync, TwinToAssetSync, twin_change_from_record
+from resilience.recorders import DeadLetterRecorder
+from sync.asset_sync_service import AssetToTwinSync
 from sync.asset_to_twin import plan_twin_update
+from sync.device_sync_service import TwinToAssetSync
 from sync.errors import SyncConflict, SyncError
-from sync.events import InvalidEvent
+from sync.events import AssetEvent, InvalidEvent, twin_change_from_record
 
 
 class ReplacementPending(SyncError):

@@ -8,34 +8,9 @@ last and never raise (the trail keeps them until its queue takes them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
-from audit.entry import AuditEntry
 from audit.port import AuditTrail, NoAudit
-from resilience.dead_letters import DeadLetter
-from resilience.durable_queue import DurableQueue
-from resilience.reconciliation import ReconciliationMessage
-
-
-@dataclass(frozen=True)
-class Emission:
-    """Everything one flow emits besides its answer."""
-
-    reconciliation: tuple[ReconciliationMessage, ...] = ()
-    dead_letters: tuple[DeadLetter, ...] = ()
-    audit: tuple[AuditEntry, ...] = ()
-
-    def __add__(self, other: Emission) -> Emission:
-        return Emission(
-            self.reconciliation + other.reconciliation,
-            self.dead_letters + other.dead_letters,
-            self.audit + other.audit,
-        )
-
-    @classmethod
-    def of_audit(cls, entries: Iterable[AuditEntry]) -> Emission:
-        return cls(audit=tuple(entries))
+from messages.emission import Emission
+from resilience.queue_port import DurableQueue
 
 
 class Outbox:

@@ -7,7 +7,7 @@ from typing import Any, List, Protocol  # noqa: UP035 - the worker rejects list[
 
 import azure.functions as func
 
-from resilience.reconciliation import ReconciliationRecorder
+from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
 from sync.handlers import handle_asset_event

@@ -10,9 +10,10 @@ from typing import Literal
 
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
 from audit import AuditEntry, AuditTrail, NoAudit
+from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
 from policies import Policy
-from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
+from resilience.recorders import ReconciliationRecorder
 from roles import assign_role
 from sync.errors import SyncConflict
 from sync.events import InvalidEvent, TwinChange, twin_change_from, twin_change_record

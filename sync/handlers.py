@@ -7,8 +7,9 @@ from typing import Any
 
 from asset_client import AssetError
 from iothub_client import IotHubError
+from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
-from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder, capped_event
+from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
 from sync.errors import SyncError
 from sync.events import InvalidEvent, asset_event_from

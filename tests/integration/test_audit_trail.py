@@ -23,16 +23,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 from azure.storage.queue.aio import QueueClient
 
-from audit import (
-    AuditEntry,
-    AuditQueue,
-    AuditRequeueFailed,
-    AuditStoreUnavailable,
-    AuditWriter,
-    QueuedAuditTrail,
-    TableAuditStore,
-)
+from audit import AuditEntry, AuditRequeueFailed, AuditStoreUnavailable
+from audit.queue import AuditQueue
 from audit.table_keys import partition_key
+from audit.table_store import TableAuditStore
+from audit.trail import QueuedAuditTrail
+from audit.writer import AuditWriter
 from devstack.azurite import HOST, REPO_ROOT, AzuriteChild, start_azurite
 from devstack.processes import Child, start_command, stop_children, wait_listening
 from tests.integration.azurite_fixtures import azurite, unique_name

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from audit import TableAuditStore
+from audit.table_store import TableAuditStore
 from devstack.dps_device_client import RegistrationResult
 from tests.integration.outage_fixtures import OutageStack, eventually
 

@@ -20,13 +20,8 @@ from azure.storage.queue.aio import QueueClient
 
 from devstack.azurite import ACCOUNT_NAME, AzuriteChild, start_azurite
 from devstack.processes import stop_children
-from resilience import (
-    MAX_MESSAGE_BYTES,
-    DurableQueue,
-    QueueRejected,
-    QueueUnavailable,
-    StorageQueue,
-)
+from resilience.durable_queue import StorageQueue
+from resilience.queue_port import MAX_MESSAGE_BYTES, DurableQueue, QueueRejected, QueueUnavailable
 from tests.integration.azurite_fixtures import azurite, unique_name
 from tests.integration.idle_front_end import IdleFrontEnd
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from audit import AuditEntry, TableAuditStore
+from audit import AuditEntry
+from audit.table_store import TableAuditStore
 from devstack.azurite import ACCOUNT_KEY, AzuriteChild
 from tests.integration.azurite_fixtures import azurite, unique_name
 

@@ -23,12 +23,13 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from devstack.azurite import ACCOUNT_KEY, AzuriteChild
+from messages import DeadLetter, ReconciliationMessage
 from operator_cli.config import StorageConnection
 from operator_cli.dead_letter_store import DeadLetterQueue
 from operator_cli.replay import replay
-from resilience.dead_letters import DeadLetter, DeadLetterRecorder
-from resilience.durable_queue import QueueUnavailable, StorageQueue
-from resilience.reconciliation import ReconciliationMessage
+from resilience.durable_queue import StorageQueue
+from resilience.queue_port import QueueUnavailable
+from resilience.recorders import DeadLetterRecorder
 from storage_access import storage_account_from_connection_string
 from tests.integration.azurite_fixtures import azurite, unique_name
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from audit import AuditEntry, AuditTrail, QueuedAuditTrail
-from audit.trail import DEFAULT_MAX_BATCH_BYTES
-from resilience.durable_queue import MAX_MESSAGE_BYTES, QueueRejected, QueueUnavailable
+from audit import AuditEntry, AuditTrail
+from audit.trail import DEFAULT_MAX_BATCH_BYTES, QueuedAuditTrail
+from resilience.queue_port import MAX_MESSAGE_BYTES, QueueRejected, QueueUnavailable
 
 DOWN = QueueUnavailable("queue audit: down", queue_name="audit")
 TOO_LARGE = QueueRejected(

@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
-from audit import (
-    AuditEntry,
-    AuditRequeueFailed,
-    AuditStoreRejected,
-    AuditStoreUnavailable,
-    AuditWriter,
-    QueuedAuditTrail,
-)
-from audit.writer import UNREADABLE_TEXT_CHARS
-from resilience.durable_queue import QueueUnavailable
+from audit import AuditEntry, AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
+from audit.trail import QueuedAuditTrail
+from audit.writer import UNREADABLE_TEXT_CHARS, AuditWriter
+from resilience.queue_port import QueueUnavailable
 
 ENTRY = AuditEntry.model_validate(
     {

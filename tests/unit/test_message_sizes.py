@@ -14,7 +14,7 @@ from allocation.contract import MAX_BODY_BYTES
 from allocation.decision import decide_fallback
 from allocation.errors import ReplacementRefused, UnknownDevice
 from allocation.http_endpoint import parse_request
-from resilience.durable_queue import MAX_MESSAGE_BYTES
+from resilience.queue_port import MAX_MESSAGE_BYTES
 
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 _LABEL = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=63)

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from device_twin import format_twin_timestamp
 from iothub_client import HubUnavailable, TwinPreconditionFailed
-from reconciliation import PendingSweep
-from reconciliation.pending_sweep import overdue_query
+from reconciliation.pending_sweep import PendingSweep, overdue_query
 from tests.unit.fakes import FakeIotHubRegistry
 from tests.unit.outbox_fakes import RecordingOutbox
 

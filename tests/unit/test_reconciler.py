@@ -6,10 +6,11 @@ import pytest
 
 from asset_client import AssetContractViolation, AssetUnavailable
 from iothub_client import DeviceNotFound
-from reconciliation import Reconciler
-from resilience.dead_letters import DeadLetterRecorder
-from resilience.reconciliation import ReconciliationMessage, ReconciliationRecorder
-from sync import AssetToTwinSync, TwinToAssetSync
+from messages import ReconciliationMessage
+from reconciliation.reconciler import Reconciler
+from resilience.recorders import DeadLetterRecorder, ReconciliationRecorder
+from sync.asset_sync_service import AssetToTwinSync
+from sync.device_sync_service import TwinToAssetSync
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
 
 EAST = "hub-us-east.azure-devices.net"

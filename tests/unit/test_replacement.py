@@ -11,10 +11,10 @@ from allocation.http_endpoint import answer_allocation, parse_request
 from allocation.service import Allocated, AllocationService, Refused
 from asset_client import Asset, AssetConflict
 from devstack.dps_requests import allocation_request
+from messages import ReconciliationMessage
 from observability import DeviceLog
 from policies import Policy
-from resilience.durable_queue import QueueUnavailable
-from resilience.reconciliation import ReconciliationMessage
+from resilience.queue_port import QueueUnavailable
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
 from tests.unit.outbox_fakes import ListQueue, RecordingOutbox
 from tests.unit.test_reconciler import fallback_twin, reconciler

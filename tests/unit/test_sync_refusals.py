@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from asset_client import AssetUnavailable
 from audit import ListAudit
 from observability import DeviceLog
-from resilience.reconciliation import ReconciliationRecorder
+from resilience.recorders import ReconciliationRecorder
 from sync.constraints import ValueConstraint
 from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
 from sync.events import twin_change_from_record

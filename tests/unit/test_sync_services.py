@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from asset_client import AssetUnavailable
 from observability import DeviceLog
-from resilience.reconciliation import ReconciliationRecorder
+from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetToTwinSync
 from sync.coalescing import Coalescer
 from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
