@@ -18,7 +18,7 @@ NODE_STAMP := node_modules/.package-lock.json
 # The lock tool lives in a venv of its own under .venv, never in the project's environment.
 LOCK_TOOLS := $(VENV)/lock-tools
 UV_VERSION := 0.13.10
-APP_PACKAGES := allocation policies messages roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py
+APP_PACKAGES := allocation policies messages roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py app_errors.py
 
 # What `make test313` runs on Python 3.13: the unit tests and the tests that index the app or
 # serve it with the dev functions host (the full suite stays with `make test`).

@@ -13,12 +13,13 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from app_errors import Misconfigured
 from storage_access import StorageAccount, StorageConfigError, resolve_storage_account
 
 APP_ROOT = Path(__file__).resolve().parent
 
 
-class ConfigurationError(RuntimeError):
+class ConfigurationError(Misconfigured, RuntimeError):
     """A setting or the policy file is wrong; the message names which and why."""
 
 

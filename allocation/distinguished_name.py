@@ -12,6 +12,8 @@ import re
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
+from app_errors import BadInput
+
 MAX_DN_LENGTH = 4096
 
 _KEYWORDS: dict[str, ObjectIdentifier] = {
@@ -54,7 +56,7 @@ _SPECIAL = set(',=+<>#;\\" ')
 _HEX = set("0123456789abcdefABCDEF")
 
 
-class DistinguishedNameError(ValueError):
+class DistinguishedNameError(BadInput, ValueError):
     """The text is not a distinguished name we can read without guessing."""
 
 

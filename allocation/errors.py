@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app_errors import AppError, BadInput, DependencyUnavailable, Refused
+
 _MAX_EVIDENCE = 300
 
 
-class AllocationError(Exception):
+class AllocationError(AppError):
     """Base of every refusal the webhook answers itself (asset errors live in asset_client)."""
 
     code = "allocation-failed"
@@ -30,11 +32,11 @@ class FieldProblem:
     message: str
 
 
-class BodyTooLarge(AllocationError):
+class BodyTooLarge(AllocationError, BadInput):
     code = "body-too-large"
 
 
-class InvalidRequest(AllocationError):
+class InvalidRequest(AllocationError, BadInput):
     """The body is not JSON, or not the DPS request shape; `problems` name each field."""
 
     code = "invalid-request"
@@ -44,7 +46,7 @@ class InvalidRequest(AllocationError):
         self.problems = problems or []
 
 
-class AttestationError(AllocationError):
+class AttestationError(AllocationError, BadInput):
     """The attestation is unreadable, inconsistent or not valid now; `field` names where.
 
     `reason` names the rule and is answered; `evidence` (values from the request) is only
@@ -102,14 +104,14 @@ class UntrustedIssuer(AttestationError):
     code = "untrusted-issuer"
 
 
-class UntrustedEnrollment(AllocationError):
+class UntrustedEnrollment(AllocationError, Refused):
     """The request comes from an enrollment the policy does not let this webhook serve."""
 
     code = "untrusted-enrollment"
     public_reason = "the enrollment is not served by this webhook (policy trust.enrollment_groups)"
 
 
-class AllocationDeferred(AllocationError):
+class AllocationDeferred(AllocationError, DependencyUnavailable):
     """The asset system is down and its word is needed: DPS should retry later."""
 
     code = "asset-system-unavailable"
@@ -120,7 +122,7 @@ class AllocationDeferred(AllocationError):
         self.retry_after = retry_after
 
 
-class ReplacementRefused(AllocationError):
+class ReplacementRefused(AllocationError, Refused):
     """A replacementFor claim without a matching, unexpired, unused approval for this hardware.
 
     `rule` names which check failed; the device is told only its broad class (`public_rule`).
@@ -148,28 +150,28 @@ _PUBLIC_REPLACEMENT_RULES = {
 }
 
 
-class UnknownDevice(AllocationError):
+class UnknownDevice(AllocationError, Refused):
     """No asset for this device and the policy says reject."""
 
     code = "unknown-device"
     public_reason = "no asset matches this device (policy unknown_device = 'reject')"
 
 
-class AssetNotAssignable(AllocationError):
+class AssetNotAssignable(AllocationError, Refused):
     """The asset exists but cannot take this device (retired, ambiguous, linked elsewhere)."""
 
     code = "asset-not-assignable"
     public_reason = "the asset of this device cannot take it"
 
 
-class AssetRecordInvalid(AllocationError):
+class AssetRecordInvalid(AllocationError, Refused):
     """The asset system answered a record that breaks its contract: refused, not an outage."""
 
     code = "asset-record-invalid"
     public_reason = "the asset record of this device is invalid; an operator must fix it"
 
 
-class NoHubForDevice(AllocationError):
+class NoHubForDevice(AllocationError, Refused):
     """No rule maps the location to a linked hub and the policy says reject."""
 
     code = "no-hub-for-location"

@@ -15,10 +15,9 @@ from allocation.contract import MAX_BODY_BYTES, AllocationRequest
 from allocation.errors import AllocationError, BodyTooLarge, FieldProblem, InvalidRequest
 from allocation.problem_details import HttpAnswer, problem_answer
 from allocation.service import AllocationService, Refused
-from asset_client import AssetError
+from app_errors import AppError
 from observability import DeviceLog
 from resilience.deadline import request_budget
-from resilience.queue_port import QueueError
 
 _logger = logging.getLogger("allocation")
 
@@ -35,7 +34,7 @@ async def answer_allocation(
     except AllocationError as error:
         log.warning("request refused", reason=error.code, detail=error.detail)
         return problem_answer(error, request_id)
-    except (AssetError, QueueError) as error:
+    except AppError as error:  # a dependency's failure: the family decides the status
         log.error(
             "allocation failed; DPS will retry", reason=type(error).__name__, detail=str(error)
         )

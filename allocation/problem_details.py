@@ -21,16 +21,8 @@ from allocation.errors import (
     BodyTooLarge,
     InvalidRequest,
 )
-from asset_client import (
-    AssetAccessDenied,
-    AssetConflict,
-    AssetContractViolation,
-    AssetError,
-    AssetNotFound,
-    AssetRequestRejected,
-    AssetUnavailable,
-    AssetVersionConflict,
-)
+from app_errors import Conflict, DependencyFailed, DependencyUnavailable
+from asset_client import AssetError, AssetUnavailable
 from resilience.queue_port import QueueError
 
 PROBLEM_JSON = "application/problem+json"
@@ -79,31 +71,42 @@ def problem_answer(error: Exception, request_id: str) -> HttpAnswer:
 
 
 def _mapping_for(error: Exception) -> _Mapping:
-    if isinstance(error, AllocationDeferred):
+    """By the error's family (app_errors); a few members of a family answer more precisely."""
+    if isinstance(error, QueueError):
+        # Our own storage: without it nothing can be recorded, so DPS should come back later.
+        return _STORAGE_UNAVAILABLE
+    if isinstance(error, AllocationError):
+        return _refusal(error)
+    if isinstance(error, Conflict):
+        # The asset changed under us between lookup and link: DPS must not retry blindly.
+        return _Mapping(409, "Asset changed during allocation", "asset-conflict")
+    if isinstance(error, DependencyUnavailable):
+        return _ASSETS_UNAVAILABLE if isinstance(error, AssetError) else _UNAVAILABLE
+    if isinstance(error, DependencyFailed | AssetError):
+        return _Mapping(502, "Asset system refused or misbehaved", "asset-system-error")
+    return _Mapping(500, "Internal error", "internal-error", "unexpected error; see the logs")
+
+
+def _refusal(error: AllocationError) -> _Mapping:
+    """The webhook's own answers: each carries its code and its public text."""
+    if isinstance(error, DependencyUnavailable):  # deferred: the asset system's word is needed
         return _Mapping(503, "Asset system unavailable; retry later", error.code)
     if isinstance(error, BodyTooLarge):
         return _Mapping(413, "Request body too large", error.code)
     if isinstance(error, AssetNotAssignable | AssetRecordInvalid):
         return _Mapping(409, "Asset cannot take this device", error.code)
-    if isinstance(error, AllocationError):
-        return _Mapping(400, "Registration refused", error.code)
-    if isinstance(error, AssetConflict | AssetNotFound | AssetVersionConflict):
-        # The asset changed under us between lookup and link: DPS must not retry blindly.
-        return _Mapping(409, "Asset changed during allocation", "asset-conflict")
-    if isinstance(error, AssetUnavailable):
-        return _Mapping(
-            503,
-            "Asset system unavailable",
-            "asset-system-unavailable",
-            "the asset system is unavailable; retry later",
-        )
-    if isinstance(error, AssetAccessDenied | AssetRequestRejected | AssetContractViolation):
-        return _Mapping(502, "Asset system refused or misbehaved", "asset-system-error")
-    if isinstance(error, AssetError):
-        return _Mapping(502, "Asset system error", "asset-system-error")
-    if isinstance(error, QueueError):
-        # Our own storage: without it nothing can be recorded, so DPS should come back later.
-        return _Mapping(
-            503, "Storage unavailable", "storage-unavailable", "storage is unavailable; retry later"
-        )
-    return _Mapping(500, "Internal error", "internal-error", "unexpected error; see the logs")
+    return _Mapping(400, "Registration refused", error.code)
+
+
+_STORAGE_UNAVAILABLE = _Mapping(
+    503, "Storage unavailable", "storage-unavailable", "storage is unavailable; retry later"
+)
+_ASSETS_UNAVAILABLE = _Mapping(
+    503,
+    "Asset system unavailable",
+    "asset-system-unavailable",
+    "the asset system is unavailable; retry later",
+)
+_UNAVAILABLE = _Mapping(
+    503, "Service unavailable", "dependency-unavailable", "a dependency is unavailable; retry later"
+)

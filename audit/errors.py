@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from app_errors import AppError, DependencyFailed, DependencyUnavailable
 
-class AuditStoreError(Exception):
+
+class AuditStoreError(AppError):
     """Base of every audit table failure; `code` is the service's error code, if it gave one."""
 
     def __init__(self, message: str, *, table_name: str, code: str | None = None) -> None:
@@ -12,12 +14,12 @@ class AuditStoreError(Exception):
         self.code = code
 
 
-class AuditStoreUnavailable(AuditStoreError):
+class AuditStoreUnavailable(AuditStoreError, DependencyUnavailable):
     """The table cannot take or give entries now (transport, timeout, 5xx, 429, auth, missing
     table): nothing about the entry is wrong, so it is worth trying again later."""
 
 
-class AuditStoreRejected(AuditStoreError):
+class AuditStoreRejected(AuditStoreError, DependencyFailed):
     """The table refused this entry itself (400, 413, too large): retrying will not help.
 
     `status` is the HTTP status (None when refused before sending), `code` the service's
@@ -31,7 +33,7 @@ class AuditStoreRejected(AuditStoreError):
         self.status = status
 
 
-class AuditRequeueFailed(Exception):
+class AuditRequeueFailed(DependencyUnavailable):
     """The table was down and the audit queue would not take the entry back either.
 
     Raised by the queue-triggered writer so the Functions host retries the message through

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from app_errors import BadInput
 from audit.entry import AuditEntry
 from audit.table_keys import row_key, utc, utf16_units
 
@@ -36,7 +37,7 @@ _STRING_FIELDS = (
 _KEY_PROPERTIES = ("PartitionKey", "RowKey")
 
 
-class EntityTooLarge(ValueError):
+class EntityTooLarge(BadInput, ValueError):
     """The entry's details do not fit one table entity."""
 
 

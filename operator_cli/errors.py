@@ -5,6 +5,7 @@ Messages never carry a connection string, a key or a message body.
 
 from __future__ import annotations
 
+from app_errors import AppError
 from settings import ConfigurationError
 
 CONFIGURATION_EXIT_CODE = 2
@@ -12,7 +13,7 @@ CONFIGURATION_EXIT_CODE = 2
 encoding."""
 
 
-class OperatorError(Exception):
+class OperatorError(AppError):
     """The command could not do what was asked (exit code 1)."""
 
     exit_code = 1

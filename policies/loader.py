@@ -7,11 +7,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app_errors import Misconfigured
 from policies.model import Policy
 from policies.trust import resolve_ca_files
 
 
-class PolicyError(ValueError):
+class PolicyError(Misconfigured, ValueError):
     """The policy file is missing, not TOML, or breaks a rule; the message names file and key."""
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from allocation.decision import check_assignable
 from allocation.errors import AssetNotAssignable
+from app_errors import Conflict
 from asset_client import (
     Asset,
     AssetConflict,
@@ -38,7 +39,7 @@ from sync.errors import SyncConflict, SyncError
 from sync.events import AssetEvent, InvalidEvent, twin_change_from_record
 
 
-class ReplacementPending(SyncError):
+class ReplacementPending(SyncError, Conflict):
     """The replacement's link is not on the asset yet; try again later."""
 
 

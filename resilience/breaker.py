@@ -26,11 +26,13 @@ from typing import Any, NoReturn, TypeVar
 
 import pybreaker
 
+from app_errors import DependencyUnavailable
+
 T = TypeVar("T")
 _logger = logging.getLogger("resilience.breaker")
 
 
-class BreakerOpen(Exception):
+class BreakerOpen(DependencyUnavailable):
     """The dependency is considered down: the call was not attempted."""
 
     def __init__(self, name: str, retry_after: float) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+from app_errors import AppError, DependencyFailed, DependencyUnavailable
+
 QueueEncoding = Literal["base64", "none"]
 MAX_MESSAGE_BYTES = 64 * 1024
 """Azure Storage's limit on one message as sent, i.e. after encoding (base64 adds a third)."""
 
 
-class QueueError(Exception):
+class QueueError(AppError):
     """Base of every durable queue failure. Messages never carry a message body or a key."""
 
     def __init__(self, message: str, *, queue_name: str) -> None:
@@ -21,14 +23,14 @@ class QueueError(Exception):
         self.queue_name = queue_name
 
 
-class QueueUnavailable(QueueError):
+class QueueUnavailable(QueueError, DependencyUnavailable):
     """Transport error, timeout or 5xx: transient, worth a retry later.
 
     When the answer was lost the message may still have landed: consumers are idempotent.
     """
 
 
-class QueueRejected(QueueError):
+class QueueRejected(QueueError, DependencyFailed):
     """The queue will not take this message (too large, not JSON, 4xx): retrying won't help.
 
     `status` is the service's HTTP status (None when refused before sending), `code` its

@@ -15,6 +15,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
+from app_errors import DependencyUnavailable
 from resilience.deadline import remaining
 
 T = TypeVar("T")
@@ -30,7 +31,7 @@ class RetryPolicy:
     max_backoff_seconds: float = 1.0
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(DependencyUnavailable, TimeoutError):
     """The budget ran out before an attempt could start or finish."""
 
 

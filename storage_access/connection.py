@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from app_errors import Misconfigured
+
 Service = Literal["blob", "queue", "table"]
 SERVICES: tuple[Service, ...] = ("blob", "queue", "table")
 _PUBLIC_SUFFIX = "core.windows.net"
 
 
-class StorageConfigError(ValueError):
+class StorageConfigError(Misconfigured, ValueError):
     """The connection's settings are missing or wrong; the message names the setting."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app_errors import BadInput
 from asset_client.models import ASSET_ID_PATTERN
 from sync.constraints import DEVICE_ID
 
@@ -23,7 +24,7 @@ _IOTHUB_PREFIX = "iothub-"
 """System properties as Event Hubs names them; the Python worker's iothub_metadata drops it."""
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(BadInput, ValueError):
     """The event cannot be acted on; retrying it will not help."""
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asset_client import AssetError
-from iothub_client import IotHubError
+from app_errors import AppError
 from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
 from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
-from sync.errors import SyncError
 from sync.events import InvalidEvent, asset_event_from
 
 _logger = logging.getLogger("sync.asset_to_twin")
@@ -51,7 +49,7 @@ async def handle_asset_event(
         return None
     try:
         return await service.handle(event, log)
-    except (SyncError, AssetError, IotHubError) as error:
+    except AppError as error:
         device_id = getattr(error, "device_id", None)
         log.bind(assetId=event.asset_id, deviceId=device_id, registrationId=device_id).warning(
             "asset sync failed; Event Grid will deliver again",
