@@ -25,190 +25,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import json
+import functools
 import logging
 import os
 import random
-import uuid
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import AzureError
-from azure.functions.meta import Datum
-from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from devstack.function_host.app_loader import FunctionSpec
-from devstack.function_host.errors import InvocationFailed
+from devstack.function_host.delivery import deliver
 from devstack.function_host.host_config import MIN_POLLING_INTERVAL, QueuesOptions
-from devstack.function_host.invocation import DeferredValue, Invoker
+from devstack.function_host.invocation import Invoker
+from devstack.function_host.queue_bindings import (
+    QueueTriggerBinding,
+    build_bindings,
+    details,
+    trigger_argument,
+)
 from devstack.function_host.storage_queues import (
     BadMessageEncoding,
     QueueClients,
-    QueueConfigError,
     QueueWatcher,
-    StorageConnection,
     decode_message,
-    poison_queue_name,
-    resolve_connection,
-    resolve_queue_name,
 )
 
 logger = logging.getLogger("devstack.function_host.queues")
 
-QUEUE_TRIGGER = "queueTrigger"
 LEASE_SECONDS = int(os.environ.get("DEVSTACK_QUEUE_LEASE_SECONDS", "600"))
 """How long a received message stays invisible while its function runs (not renewed): ten
 minutes, as the Storage Queues extension holds it, so a message whose worker died comes back
 after that. Devstack-only: DEVSTACK_QUEUE_LEASE_SECONDS shortens it for crash tests."""
 _STOP_POLLING_SECONDS = 1.0
 _RELEASE_SECONDS = 1.5
-
-
-# --- bindings -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueTriggerBinding:
-    """A queue-triggered function with its queue and connection resolved."""
-
-    spec: FunctionSpec
-    queue_name: str
-    poison_queue: str | None
-    connection: StorageConnection
-    # dataType binary: the worker gets bytes instead of (UTF-8 decoded) text.
-    binary: bool = False
-    # The parameter is annotated str or bytes: the worker's generic binding passes the value.
-    generic: bool = False
-
-
-def annotation_problem(spec: FunctionSpec) -> str | None:
-    """Why the Python worker would refuse the trigger parameter's annotation, if it would."""
-    name = spec.trigger.name
-    annotation = spec.annotations.get(name)
-    if annotation is None or annotation in (str, bytes):
-        return None
-    if not isinstance(annotation, type):
-        return f"binding {name} has invalid non-type annotation {annotation!r}"
-    if QueueMessageInConverter.check_input_type_annotation(annotation):
-        return None
-    return (
-        f'type of {name} binding in function.json "{QUEUE_TRIGGER}" does not match its '
-        f'Python annotation "{annotation.__name__}"'
-    )
-
-
-def _binding(spec: FunctionSpec, environ: Mapping[str, str]) -> QueueTriggerBinding | None:
-    raw = spec.trigger.raw
-    fields = {"function": spec.name}
-    try:
-        queue_name = resolve_queue_name(str(raw.get("queueName") or ""), environ)
-        connection = resolve_connection(raw.get("connection"), environ)
-    except QueueConfigError as exc:
-        logger.warning(
-            "queue trigger of 'Functions.%s' cannot listen: %s. Azure fails to index this "
-            "function; here it gets no queue messages (POST /admin/functions/%s still runs it)",
-            spec.name,
-            exc,
-            spec.name,
-            extra=fields,
-        )
-        return None
-    problem = annotation_problem(spec)
-    if problem is not None:
-        logger.error(
-            "the Python worker cannot load this function (%s); its queue is not listened to",
-            problem,
-            extra=fields,
-        )
-        return None
-    if spec.retry_policy:
-        logger.warning(
-            "retry policies do not apply to queue triggers and are ignored: a failed message "
-            "is retried through the queue up to maxDequeueCount, then poisoned",
-            extra=fields,
-        )
-    return QueueTriggerBinding(
-        spec=spec,
-        queue_name=queue_name,
-        poison_queue=poison_queue_name(queue_name),
-        connection=connection,
-        binary=str(raw.get("dataType", "")).lower() == "binary",
-        generic=spec.annotations.get(spec.trigger.name) in (str, bytes),
-    )
-
-
-def build_bindings(
-    functions: Sequence[FunctionSpec], environ: Mapping[str, str]
-) -> list[QueueTriggerBinding]:
-    """Resolve every queueTrigger function; problems are logged, never fatal."""
-    bindings = []
-    for spec in functions:
-        if spec.trigger.type == QUEUE_TRIGGER:
-            binding = _binding(spec, environ)
-            if binding is not None:
-                bindings.append(binding)
-    return bindings
-
-
-# --- trigger arguments --------------------------------------------------------------------------
-
-
-def _json_time(moment: datetime.datetime | None) -> Datum | None:
-    """A DateTimeOffset as the host sends it: Json.NET text like "2024-05-01T10:00:00+00:00"."""
-    if moment is None:
-        return None
-    moment = moment.astimezone(datetime.UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}".rstrip("0")
-    return Datum(value=json.dumps(text + "+00:00"), type="json")
-
-
-def trigger_metadata(
-    binding: QueueTriggerBinding, message: QueueMessage, text: str
-) -> dict[str, Datum]:
-    """The queue trigger's binding data, typed as the host's ToRpc sends it (nulls left out)."""
-    now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-    metadata: dict[str, Datum | None] = {
-        "QueueTrigger": Datum(value=text, type="string"),
-        "Id": Datum(value=message.id, type="string"),
-        "PopReceipt": Datum(value=message.pop_receipt, type="string")
-        if message.pop_receipt
-        else None,
-        "DequeueCount": Datum(value=json.dumps(message.dequeue_count or 1), type="json"),
-        "InsertionTime": _json_time(message.inserted_on),
-        "ExpirationTime": _json_time(message.expires_on),
-        "NextVisibleTime": _json_time(message.next_visible_on),
-        "sys": Datum(
-            value=json.dumps(
-                {"MethodName": binding.spec.name, "UtcNow": now, "RandGuid": str(uuid.uuid4())}
-            ),
-            type="json",
-        ),
-    }
-    return {key: value for key, value in metadata.items() if value is not None}
-
-
-def trigger_argument(binding: QueueTriggerBinding, message: QueueMessage, body: bytes) -> Any:
-    """What the worker passes as the trigger parameter for one message."""
-    # Without dataType the extension binds the message as a string: BinaryData.ToString(),
-    # UTF-8 with invalid sequences replaced.
-    text = body.decode("utf-8", errors="replace")
-    data = Datum(value=body, type="bytes") if binding.binary else Datum(value=text, type="string")
-    if binding.generic:
-        return data.value
-    return QueueMessageInConverter.decode(
-        data, trigger_metadata=trigger_metadata(binding, message, text)
-    )
-
-
-def _details(message: QueueMessage) -> str:
-    inserted = message.inserted_on.isoformat() if message.inserted_on else "(unknown)"
-    return f"MessageId: {message.id}, DequeueCount: {message.dequeue_count}, InsertedOn: {inserted}"
 
 
 # --- the listener -------------------------------------------------------------------------------
@@ -420,14 +272,14 @@ class QueueListener:
             else:
                 await self._update(message, options.visibility_timeout)
             return
-        try:
-            await self._invoker.invoke(
-                binding.spec,
-                DeferredValue(lambda: trigger_argument(binding, message, body)),
-                reason=f"New queue message detected on '{binding.queue_name}'.",
-                details=_details(message),
-            )
-        except InvocationFailed:
+        outcome = await deliver(
+            self._invoker,
+            binding.spec,
+            functools.partial(trigger_argument, binding, message, body),
+            reason=f"New queue message detected on '{binding.queue_name}'.",
+            details=details(message),
+        )
+        if not outcome.succeeded:
             if binding.poison_queue is not None and count >= options.max_dequeue_count:
                 self._log_poisoning(message)
                 await self._poison(message)

@@ -25,12 +25,9 @@ from devstack.function_host.app_loader import EVENT_GRID_TRIGGER, HTTP_METHODS, 
 from devstack.function_host.banner import function_list
 from devstack.function_host.errors import BodyTooLarge, InvocationFailed, TriggerInputError
 from devstack.function_host.eventgrid_webhook import BadDelivery, parse_delivery
-from devstack.function_host.eventhub_delivery import (
-    BadEventBatch,
-    EventHubDelivery,
-    build_listeners,
-    parse_events,
-)
+from devstack.function_host.eventhub_delivery import EventHubDelivery
+from devstack.function_host.eventhub_events import BadEventBatch, parse_events
+from devstack.function_host.eventhub_listeners import build_listeners
 from devstack.function_host.host_config import DEFAULT_MAX_EVENT_BATCH_SIZE, QueuesOptions
 from devstack.function_host.http_bridge import (
     UnsupportedReturn,
@@ -39,6 +36,7 @@ from devstack.function_host.http_bridge import (
     to_response,
 )
 from devstack.function_host.invocation import Invoker
+from devstack.function_host.json_input import json_object
 from devstack.function_host.keys import KEY_QUERY, KeyPolicy, presented_key
 from devstack.function_host.output_bindings import OutputBindings
 from devstack.function_host.queue_trigger import QueueTriggers
@@ -408,11 +406,11 @@ def _admin_input(body: bytes) -> str:
     """The `input` of an admin invoke body; non-string inputs are passed on as JSON text."""
     if not body.strip():
         return ""
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise ValueError(f'body must be JSON like {{"input": "..."}}: {exc}') from exc
-    if not isinstance(payload, dict):
-        raise ValueError('body must be a JSON object like {"input": "..."}')
+    payload = json_object(
+        body,
+        ValueError,
+        not_json='body must be JSON like {"input": "..."}',
+        not_object='body must be a JSON object like {"input": "..."}',
+    )
     value = payload.get("input", "")
     return value if isinstance(value, str) else json.dumps(value)

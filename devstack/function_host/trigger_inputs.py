@@ -8,8 +8,6 @@ with the binding's registered InConverter; using the same converters keeps field
 from __future__ import annotations
 
 import datetime
-import json
-import types
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -20,13 +18,16 @@ from azure.functions.meta import Datum
 from azure.functions.queue import QueueMessageInConverter
 from azure.functions.timer import TimerRequestConverter
 
-from devstack.function_host.app_loader import FunctionSpec
+from devstack.function_host.app_loader import (
+    EVENT_GRID_TRIGGER,
+    EVENT_HUB_TRIGGER,
+    QUEUE_TRIGGER,
+    TIMER_TRIGGER,
+    FunctionSpec,
+)
 from devstack.function_host.errors import TriggerInputError
-
-QUEUE_TRIGGER = "queueTrigger"
-TIMER_TRIGGER = "timerTrigger"
-EVENT_HUB_TRIGGER = "eventHubTrigger"
-EVENT_GRID_TRIGGER = "eventGridTrigger"
+from devstack.function_host.json_input import json_object
+from devstack.function_host.trigger_data import collection, json_datum, string_datum
 
 _QUEUE_TTL = datetime.timedelta(days=7)
 
@@ -35,16 +36,10 @@ def _timestamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def _string(value: str) -> Datum:
-    return Datum(value=value, type="string")
-
-
 def event_grid_event(event: Mapping[str, Any]) -> Any:
     """One Event Grid or CloudEvents event, as func.EventGridEvent or func.CloudEvent."""
     try:
-        return EventGridEventInConverter.decode(
-            Datum(value=json.dumps(event), type="json"), trigger_metadata={}
-        )
+        return EventGridEventInConverter.decode(json_datum(event), trigger_metadata={})
     except ValueError as exc:
         raise TriggerInputError(f"event {event.get('id')!r} cannot be decoded: {exc}") from exc
 
@@ -53,14 +48,14 @@ def queue_message(body: str, *, dequeue_count: int = 1) -> Any:
     """A freshly dequeued azure.functions.queue.QueueMessage carrying `body`."""
     now = datetime.datetime.now(datetime.UTC)
     metadata = {
-        "Id": _string(str(uuid.uuid4())),
+        "Id": string_datum(str(uuid.uuid4())),
         "DequeueCount": Datum(value=dequeue_count, type="int"),
-        "InsertionTime": _string(_timestamp(now)),
-        "ExpirationTime": _string(_timestamp(now + _QUEUE_TTL)),
-        "NextVisibleTime": _string(_timestamp(now + datetime.timedelta(minutes=10))),
-        "PopReceipt": _string(uuid.uuid4().hex),
+        "InsertionTime": string_datum(_timestamp(now)),
+        "ExpirationTime": string_datum(_timestamp(now + _QUEUE_TTL)),
+        "NextVisibleTime": string_datum(_timestamp(now + datetime.timedelta(minutes=10))),
+        "PopReceipt": string_datum(uuid.uuid4().hex),
     }
-    return QueueMessageInConverter.decode(_string(body), trigger_metadata=metadata)
+    return QueueMessageInConverter.decode(string_datum(body), trigger_metadata=metadata)
 
 
 def timer_request(spec: FunctionSpec) -> Any:
@@ -70,9 +65,7 @@ def timer_request(spec: FunctionSpec) -> Any:
         "ScheduleStatus": None,
         "IsPastDue": False,
     }
-    return TimerRequestConverter.decode(
-        Datum(value=json.dumps(info), type="json"), trigger_metadata={}
-    )
+    return TimerRequestConverter.decode(json_datum(info), trigger_metadata={})
 
 
 def event_hub_events(spec: FunctionSpec, body: str) -> Any:
@@ -82,18 +75,17 @@ def event_hub_events(spec: FunctionSpec, body: str) -> Any:
     cardinality = str(spec.trigger.raw.get("cardinality", "one")).lower()
     if cardinality == "many":
         # The host sends a protobuf collection; the converter only reads `.bytes` from it.
-        batch = types.SimpleNamespace(bytes=[body.encode()])
-        metadata = {"SystemPropertiesArray": Datum(value=json.dumps([properties]), type="json")}
+        metadata = {"SystemPropertiesArray": json_datum([properties])}
         return EventHubTriggerConverter.decode(
-            Datum(value=batch, type="collection_bytes"), trigger_metadata=metadata
+            collection("bytes", [body.encode()]), trigger_metadata=metadata
         )
     metadata = {
-        "SystemProperties": Datum(value=json.dumps(properties), type="json"),
-        "EnqueuedTimeUtc": _string(now),
+        "SystemProperties": json_datum(properties),
+        "EnqueuedTimeUtc": string_datum(now),
         "SequenceNumber": Datum(value=0, type="int"),
-        "Offset": _string("0"),
+        "Offset": string_datum("0"),
     }
-    return EventHubTriggerConverter.decode(_string(body), trigger_metadata=metadata)
+    return EventHubTriggerConverter.decode(string_datum(body), trigger_metadata=metadata)
 
 
 def trigger_argument(spec: FunctionSpec, raw_input: str) -> Any:
@@ -111,11 +103,11 @@ def trigger_argument(spec: FunctionSpec, raw_input: str) -> Any:
     if trigger_type == EVENT_HUB_TRIGGER:
         return event_hub_events(spec, raw_input)
     if trigger_type == EVENT_GRID_TRIGGER:
-        try:
-            event = json.loads(raw_input)
-        except ValueError as exc:
-            raise TriggerInputError(f"input is not a JSON event: {exc}") from exc
-        if not isinstance(event, dict):
-            raise TriggerInputError("input must be one Event Grid or CloudEvents event object")
+        event = json_object(
+            raw_input,
+            TriggerInputError,
+            not_json="input is not a JSON event",
+            not_object="input must be one Event Grid or CloudEvents event object",
+        )
         return event_grid_event(event)
     return raw_input

@@ -152,7 +152,7 @@ def devhost_report() -> dict[str, Any]:
 
     from devstack.function_host.app_loader import load_functions
     from devstack.function_host.app_settings import resolve_setting_references
-    from devstack.function_host.eventhub_delivery import parse_retry_policy
+    from devstack.function_host.retry_policy import parse_retry_policy
 
     functions = []
     for spec in load_functions(REPO, APP, os.environ):
