@@ -11,11 +11,13 @@ from typing import Literal
 from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub
 from asset_client import Asset, AssetNotFound, AssetRepository
-from audit import AuditEntry, AuditTrail, NoAudit
+from audit import AuditTrail, NoAudit
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPreconditionFailed
 from observability import DeviceLog
 from policies import Policy
-from sync.asset_to_twin import plan_twin_update
+from resilience.optimistic_update import optimistic_update
+from sync.asset_to_twin import TwinPlan, plan_twin_update
+from sync.audit_entries import twin_written_entry
 from sync.coalescing import Coalescer
 from sync.errors import DeviceNotOnAnyHub, SyncConflict
 from sync.events import AssetEvent
@@ -66,64 +68,60 @@ class AssetToTwinSync:
             return AssetSyncOutcome("asset gone", f"asset {asset_id} no longer exists")
         if asset.device_id is None:
             return AssetSyncOutcome("not provisioned", f"asset {asset_id} has no device yet")
-        log = log.bind(deviceId=asset.device_id, registrationId=asset.device_id)
+        device_id = asset.device_id
+        log = log.bind(deviceId=device_id, registrationId=device_id)
         hub, twin = await self._locate(asset)
-        for _attempt in range(self._max_attempts):
-            plan = plan_twin_update(
-                twin=twin,
-                asset=asset,
+
+        def plan(state: tuple[Twin, Asset]) -> TwinPlan:
+            return plan_twin_update(
+                twin=state[0],
+                asset=state[1],
                 policy=self._policy,
                 asset_api_public_url=self._public_url,
                 current_hub=hub,
                 hubs=self._hub_names,
             )
-            if plan.patch is None:
-                log.info("twin up to date", hub=hub, assetVersion=asset.version, why=plan.reason)
-                return AssetSyncOutcome("unchanged", plan.reason, hub, asset.device_id)
-            try:
-                await self._hubs.update_twin(hub, asset.device_id, plan.patch, etag=twin.etag)
-            except TwinPreconditionFailed:
-                # Someone wrote the twin since we read it: read both sides again and re-plan.
-                twin = await self._hubs.get_twin(hub, asset.device_id)
-                asset = await self._assets.get_asset(asset_id)
-                continue
-            log.info(
-                "twin updated from asset",
-                hub=hub,
-                assetVersion=asset.version,
-                changed=",".join(plan.changed),
-            )
-            await self._audit.record(
-                AuditEntry(
-                    action="sync.twinWritten",
-                    actor="asset-sync",
-                    outcome="written",
-                    registration_id=asset.device_id,
-                    device_id=asset.device_id,
-                    asset_id=asset.asset_id,
-                    hub=hub,
-                    request_id=log.fields.get("requestId"),
-                    details={
-                        "assetVersion": asset.version,
-                        "changed": list(plan.changed),
-                        "reprovision": (
-                            plan.reprovision.model_dump(by_alias=True) if plan.reprovision else None
-                        ),
-                    },
-                )
-            )
-            if plan.reprovision is not None:
-                log.warning(
-                    "device flagged for re-provisioning",
-                    audit="reprovisionRequested",
-                    hub=hub,
-                    targetHub=plan.reprovision.target_hub,
-                    reason=plan.reprovision.reason,
-                )
-            return AssetSyncOutcome("written", plan.reason, hub, asset.device_id)
-        raise SyncConflict(
-            f"twin of {asset.device_id} kept changing: {self._max_attempts} attempts lost on etag"
+
+        async def write(state: tuple[Twin, Asset], planned: TwinPlan) -> None:
+            assert planned.patch is not None
+            await self._hubs.update_twin(hub, device_id, planned.patch, etag=state[0].etag)
+
+        async def reread(state: tuple[Twin, Asset]) -> tuple[Twin, Asset]:
+            # Someone wrote the twin since we read it: read both sides again and re-plan.
+            return await self._hubs.get_twin(hub, device_id), await self._assets.get_asset(asset_id)
+
+        settled = await optimistic_update(
+            (twin, asset),
+            plan=plan,
+            needs_write=lambda planned: planned.patch is not None,
+            write=write,
+            reread=reread,
+            stale=TwinPreconditionFailed,
+            attempts=self._max_attempts,
+            give_up=lambda: SyncConflict(
+                f"twin of {device_id} kept changing: {self._max_attempts} attempts lost on etag"
+            ),
         )
+        asset, planned = settled.state[1], settled.plan
+        if not settled.written:
+            log.info("twin up to date", hub=hub, assetVersion=asset.version, why=planned.reason)
+            return AssetSyncOutcome("unchanged", planned.reason, hub, device_id)
+        log.info(
+            "twin updated from asset",
+            hub=hub,
+            assetVersion=asset.version,
+            changed=",".join(planned.changed),
+        )
+        await self._audit.record(twin_written_entry(asset, device_id, hub, planned, log))
+        if planned.reprovision is not None:
+            log.warning(
+                "device flagged for re-provisioning",
+                audit="reprovisionRequested",
+                hub=hub,
+                targetHub=planned.reprovision.target_hub,
+                reason=planned.reprovision.reason,
+            )
+        return AssetSyncOutcome("written", planned.reason, hub, device_id)
 
     async def _locate(self, asset: Asset) -> tuple[str, Twin]:
         """Where the device lives: last known hub, then the location's hub, then every hub."""

@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
-from audit import AuditEntry, AuditTrail, NoAudit
+from audit import AuditTrail, NoAudit
 from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
 from policies import Policy
+from resilience.optimistic_update import optimistic_update
 from resilience.recorders import ReconciliationRecorder
-from roles import assign_role
+from roles import RoleAssignment, assign_role
+from sync.audit_entries import asset_written_entry, refusal_entries
 from sync.errors import SyncConflict
 from sync.events import InvalidEvent, TwinChange, twin_change_from, twin_change_record
-from sync.refusals import refusal_entries
 from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
 
 _logger = logging.getLogger("sync.twin_to_asset")
@@ -130,37 +131,42 @@ class TwinToAssetSync:
             raise SyncConflict(f"{len(matches)} assets claim device {change.device_id}")
         asset: Asset = matches[0]
         log = log.bind(assetId=asset.asset_id)
-        for _attempt in range(self._max_attempts):
-            role = assign_role(asset.asset_type, self._policy.role_rules, self._policy.default_role)
-            plan = plan_asset_update(change, asset, role.permissions)
-            if plan.patch is not None:
-                try:
-                    await self._assets.patch_asset(
-                        asset.asset_id, plan.patch, if_match=asset.version
-                    )
-                except AssetVersionConflict:
-                    asset = await self._assets.get_asset(asset.asset_id)
-                    continue
-            # Only the plan that stood is reported: a re-read asset may have changed the role.
-            await self._report_refusals(change, asset, plan, role.role.value, log)
-            if plan.patch is None:
-                return "unchanged"
-            log.info("asset updated from twin", copied=",".join(plan.copied), hub=change.hub_name)
-            await self._audit.record(
-                AuditEntry(
-                    action="sync.assetWritten",
-                    actor="twin-sync",
-                    outcome="written",
-                    registration_id=change.device_id,
-                    device_id=change.device_id,
-                    asset_id=asset.asset_id,
-                    hub=change.hub_name,
-                    request_id=log.fields.get("requestId"),
-                    details={"copied": list(plan.copied), "twinVersion": change.version},
-                )
+
+        def plan(current: Asset) -> tuple[RoleAssignment, AssetPlan]:
+            role = assign_role(
+                current.asset_type, self._policy.role_rules, self._policy.default_role
             )
-            return "written"
-        raise SyncConflict(f"asset {asset.asset_id} kept changing under {self._max_attempts} tries")
+            return role, plan_asset_update(change, current, role.permissions)
+
+        async def write(current: Asset, planned: tuple[RoleAssignment, AssetPlan]) -> None:
+            assert planned[1].patch is not None
+            await self._assets.patch_asset(
+                current.asset_id, planned[1].patch, if_match=current.version
+            )
+
+        async def reread(current: Asset) -> Asset:
+            return await self._assets.get_asset(current.asset_id)
+
+        settled = await optimistic_update(
+            asset,
+            plan=plan,
+            needs_write=lambda planned: planned[1].patch is not None,
+            write=write,
+            reread=reread,
+            stale=AssetVersionConflict,
+            attempts=self._max_attempts,
+            give_up=lambda: SyncConflict(
+                f"asset {asset.asset_id} kept changing under {self._max_attempts} tries"
+            ),
+        )
+        asset, (role, planned) = settled.state, settled.plan
+        # Only the plan that stood is reported: a re-read asset may have changed the role.
+        await self._report_refusals(change, asset, planned, role.role.value, log)
+        if not settled.written:
+            return "unchanged"
+        log.info("asset updated from twin", copied=",".join(planned.copied), hub=change.hub_name)
+        await self._audit.record(asset_written_entry(change, asset.asset_id, planned, log))
+        return "written"
 
     async def _report_refusals(
         self, change: TwinChange, asset: Asset, plan: AssetPlan, role: str, log: DeviceLog
