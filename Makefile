@@ -78,9 +78,11 @@ RUN_FLAGS = $(if $(KEYLESS),--keyless) $(if $(CORE_TOOLS),--core-tools)
 run: install
 	$(BIN)/python -m devstack up $(RUN_FLAGS)
 
+# lint-imports checks the layers (pyproject's [tool.importlinter] contracts, docs/architecture.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy --strict $(APP_PACKAGES)
