@@ -5,23 +5,12 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
+from .fields import CONTENT_FIELDS
 from .model import Asset, AssetStatus, JsonObject, canonical_json
 
 DEFAULT_TOPIC = "/devstack/assetManagement"
 DATA_VERSION = "1.0"
 METADATA_VERSION = "1"
-
-# The asset members a client can change, in the order the API lists them.
-CONTENT_FIELDS = (
-    "serialNumber",
-    "assetType",
-    "location",
-    "status",
-    "deviceId",
-    "provisioningStatus",
-    "replacement",
-    "attributes",
-)
 
 
 class ChangeEventType(StrEnum):
@@ -59,13 +48,7 @@ def change_events(before: Asset | None, after: Asset, *, at: str, topic: str) ->
         events.append(_event(ChangeEventType.ASSET_RETIRED, after, base, at, topic))
     terms = after.draft.replacement
     if terms is not None and (before is None or before.draft.replacement != terms):
-        data = {
-            **base,
-            "oldDeviceId": terms.old_device_id,
-            "reason": terms.reason,
-            "approvedSerial": terms.approved_serial,
-            "approvedThumbprint": terms.approved_thumbprint,
-        }
+        data = {**base, **terms.to_json()}
         events.append(_event(ChangeEventType.REPLACEMENT_APPROVED, after, data, at, topic))
     return events
 

@@ -15,7 +15,7 @@ from .problems import Problem, invalid
 from .publisher import redact_endpoint
 from .request_body import read_json
 from .store import AssetStore
-from .validation import shorten
+from .validation import page_limit, parse_enum, query_values, shorten
 
 EVENT_QUERY_PARAMETERS = ("status", "limit")
 DEFAULT_EVENT_LIMIT = 1000
@@ -25,28 +25,12 @@ MAX_REDELIVER_IDS = 1000
 
 def parse_event_query(pairs: Iterable[tuple[str, str]]) -> tuple[DeliveryStatus | None, int]:
     """`status` (pending, delivered or deadLettered; any when absent) and `limit`."""
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in EVENT_QUERY_PARAMETERS:
-            allowed = ", ".join(EVENT_QUERY_PARAMETERS)
-            raise invalid(shorten(name), f"is not a known query parameter (use {allowed})")
-        if name in values:
-            raise invalid(name, "must be given at most once")
-        values[name] = value
-    status = None
-    if "status" in values:
-        try:
-            status = DeliveryStatus(values["status"])
-        except ValueError:
-            allowed = ", ".join(member.value for member in DeliveryStatus)
-            raise invalid("status", f"must be one of: {allowed}") from None
-    limit = DEFAULT_EVENT_LIMIT
-    if "limit" in values:
-        raw = values["limit"]
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENT_LIMIT:
-            raise invalid("limit", f"must be an integer from 1 to {MAX_EVENT_LIMIT}")
-        limit = int(raw)
-    return status, limit
+    values = query_values(pairs, EVENT_QUERY_PARAMETERS)
+    status = values.get("status")
+    return (
+        None if status is None else parse_enum(DeliveryStatus, status, "status"),
+        page_limit(values, DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT),
+    )
 
 
 def parse_redeliver_request(body: Any) -> list[str] | None:

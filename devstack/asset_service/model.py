@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from .fields import CONTENT_FIELDS, REPLACEMENT_TERMS, STAMPED_FIELDS, snake_case
+
 JsonObject = dict[str, Any]
 
 
@@ -79,12 +81,7 @@ class ReplacementTerms:
         return self.approved_serial is not None or self.approved_thumbprint is not None
 
     def to_json(self) -> JsonObject:
-        return {
-            "oldDeviceId": self.old_device_id,
-            "approvedSerial": self.approved_serial,
-            "approvedThumbprint": self.approved_thumbprint,
-            "reason": self.reason,
-        }
+        return {name: getattr(self, snake_case(name)) for name in REPLACEMENT_TERMS}
 
 
 @dataclass(frozen=True)
@@ -104,16 +101,15 @@ class AssetDraft:
         return canonical_json(self.to_json()) == canonical_json(other.to_json())
 
     def to_json(self) -> JsonObject:
-        return {
-            "serialNumber": self.serial_number,
-            "assetType": self.asset_type,
-            "location": self.location,
-            "status": self.status.value,
-            "deviceId": self.device_id,
-            "provisioningStatus": self.provisioning_status.value,
-            "replacement": self.replacement.to_json() if self.replacement else None,
-            "attributes": self.attributes,
-        }
+        return {name: _json_value(getattr(self, snake_case(name))) for name in CONTENT_FIELDS}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, ReplacementTerms):
+        return value.to_json()
+    return value
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,7 @@ class Asset:
         body.update(self.draft.to_json())
         if self.draft.replacement is not None:
             body["replacement"]["approvedAt"] = self.replacement_approved_at
-        body.update(version=self.version, updatedAt=self.updated_at)
+        body.update((name, getattr(self, snake_case(name))) for name in STAMPED_FIELDS)
         return body
 
 

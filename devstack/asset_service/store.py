@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .fields import ASSET_FIELDS, CONTENT_FIELDS, snake_case
 from .model import (
     Asset,
     AssetDraft,
@@ -59,14 +61,12 @@ CREATE TABLE IF NOT EXISTS history (
 );
 """
 
-_ASSET_COLUMNS = (
-    "asset_id, serial_number, asset_type, location, status, device_id, provisioning_status,"
-    " replacement, replacement_approved_at, attributes, version, updated_at"
-)
-
-_UPDATE_ALL = ", ".join(
-    f"{column} = excluded.{column}" for column in _ASSET_COLUMNS.replace(" ", "").split(",")[1:]
-)
+# One column per API member, plus when the pending replacement was approved.
+_COLUMNS = (*(snake_case(name) for name in ASSET_FIELDS), "replacement_approved_at")
+_ASSET_COLUMNS = ", ".join(_COLUMNS)
+_ASSET_VALUES = ", ".join(f":{column}" for column in _COLUMNS)
+_UPDATE_ALL = ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+_CONTENT_COLUMNS = tuple(snake_case(name) for name in CONTENT_FIELDS)
 
 
 class SchemaMismatch(RuntimeError):
@@ -74,51 +74,35 @@ class SchemaMismatch(RuntimeError):
 
 
 def _asset_from_row(row: sqlite3.Row) -> Asset:
+    # Each content column holds its draft attribute; four need decoding.
+    content = {column: row[column] for column in _CONTENT_COLUMNS}
     replacement = json.loads(row["replacement"]) if row["replacement"] else None
+    content.update(
+        status=AssetStatus(row["status"]),
+        provisioning_status=ProvisioningStatus(row["provisioning_status"]),
+        replacement=None if replacement is None else ReplacementTerms(**replacement),
+        attributes=json.loads(row["attributes"]),
+    )
     return Asset(
         asset_id=row["asset_id"],
-        draft=AssetDraft(
-            serial_number=row["serial_number"],
-            asset_type=row["asset_type"],
-            location=row["location"],
-            status=AssetStatus(row["status"]),
-            device_id=row["device_id"],
-            provisioning_status=ProvisioningStatus(row["provisioning_status"]),
-            replacement=None if replacement is None else ReplacementTerms(**replacement),
-            attributes=json.loads(row["attributes"]),
-        ),
+        draft=AssetDraft(**content),
         version=row["version"],
         updated_at=row["updated_at"],
         replacement_approved_at=row["replacement_approved_at"],
     )
 
 
-def _asset_params(asset: Asset) -> tuple[Any, ...]:
-    d = asset.draft
-    replacement = None
-    if d.replacement is not None:
-        replacement = json.dumps(
-            {
-                "old_device_id": d.replacement.old_device_id,
-                "reason": d.replacement.reason,
-                "approved_serial": d.replacement.approved_serial,
-                "approved_thumbprint": d.replacement.approved_thumbprint,
-            }
-        )
-    return (
-        asset.asset_id,
-        d.serial_number,
-        d.asset_type,
-        d.location,
-        d.status.value,
-        d.device_id,
-        d.provisioning_status.value,
-        replacement,
-        asset.replacement_approved_at,
-        json.dumps(d.attributes, ensure_ascii=False),
-        asset.version,
-        asset.updated_at,
+def _asset_params(asset: Asset) -> dict[str, Any]:
+    """The row's values by column: the asset's JSON, with the replacement stored by attribute
+    name (as it always was) and the attributes as JSON text."""
+    params = {snake_case(name): value for name, value in asset.to_json().items()}
+    terms = asset.draft.replacement
+    params.update(
+        replacement=None if terms is None else json.dumps(dataclasses.asdict(terms)),
+        replacement_approved_at=asset.replacement_approved_at,
+        attributes=json.dumps(asset.draft.attributes, ensure_ascii=False),
     )
+    return params
 
 
 class Transaction:
@@ -179,8 +163,7 @@ class Transaction:
         # An upsert, not INSERT OR REPLACE: REPLACE would silently delete another asset whose
         # serial number or device id collided, where this raises IntegrityError instead.
         self._conn.execute(
-            f"INSERT INTO assets ({_ASSET_COLUMNS})"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO assets ({_ASSET_COLUMNS}) VALUES ({_ASSET_VALUES})"  # noqa: S608
             f" ON CONFLICT (asset_id) DO UPDATE SET {_UPDATE_ALL}",
             _asset_params(asset),
         )

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from .fields import (
+    ASSET_FIELDS,
+    READ_ONLY_FIELDS,
+    REMOVABLE_BY_PATCH,
+    REPLACEMENT_FIELDS,
+    REQUIRED_FIELDS,
+)
 from .model import (
     AssetDraft,
     AssetStatus,
@@ -44,22 +51,6 @@ MAX_DEVICE_REASON_CHARS = 256
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
-READ_ONLY_FIELDS = ("assetId", "version", "updatedAt", "deviceId")
-# Server-stamped members a client may echo back from a GET; their values are ignored.
-IGNORED_FIELDS = ("version", "updatedAt")
-ASSET_FIELDS = (
-    "assetId",
-    "serialNumber",
-    "assetType",
-    "location",
-    "status",
-    "deviceId",
-    "provisioningStatus",
-    "replacement",
-    "attributes",
-    *IGNORED_FIELDS,
-)
-REPLACEMENT_FIELDS = ("oldDeviceId", "approvedSerial", "approvedThumbprint", "reason", "approvedAt")
 LINK_FIELDS = (
     "deviceId",
     "registrationId",
@@ -70,8 +61,6 @@ LINK_FIELDS = (
     "deviceReason",
 )
 LIST_PARAMETERS = ("deviceId", "serialNumber", "location", "limit", "after")
-# A merge patch may null these out only where the API has a meaning for "absent".
-REMOVABLE_BY_PATCH = ("attributes", "replacement")
 
 
 def shorten(name: str) -> str:
@@ -174,7 +163,7 @@ def _replacement(value: Any) -> ReplacementTerms:
     )
 
 
-def _enum(kind: type[E], value: Any, field: str) -> E:
+def parse_enum(kind: type[E], value: Any, field: str) -> E:
     try:
         return kind(value)
     except ValueError:
@@ -188,7 +177,7 @@ def parse_asset_body(body: Any, asset_id: str) -> AssetDraft:
     _reject_unknown(body, ASSET_FIELDS)
     if "assetId" in body and body["assetId"] != asset_id:
         raise invalid("assetId", "in the body must equal the assetId in the path")
-    for key in ("serialNumber", "assetType", "location"):
+    for key in REQUIRED_FIELDS:
         if key not in body:
             raise invalid(key, "is required")
     device_id = body.get("deviceId")
@@ -197,9 +186,9 @@ def parse_asset_body(body: Any, asset_id: str) -> AssetDraft:
         serial_number=_serial(body["serialNumber"], "serialNumber"),
         asset_type=_asset_type(body["assetType"]),
         location=_text(body["location"], "location", 256),
-        status=_enum(AssetStatus, body.get("status", AssetStatus.PLANNED.value), "status"),
+        status=parse_enum(AssetStatus, body.get("status", AssetStatus.PLANNED.value), "status"),
         device_id=None if device_id is None else _device_id(device_id, "deviceId"),
-        provisioning_status=_enum(
+        provisioning_status=parse_enum(
             ProvisioningStatus,
             body.get("provisioningStatus", ProvisioningStatus.NOT_PROVISIONED.value),
             "provisioningStatus",
@@ -318,22 +307,32 @@ class ListQuery:
     after: str | None = None
 
 
-def parse_list_query(pairs: Iterable[tuple[str, str]]) -> ListQuery:
+def query_values(pairs: Iterable[tuple[str, str]], known: Sequence[str]) -> dict[str, str]:
     """Strict on purpose: a misspelt filter must fail loudly, not silently list everything."""
     values: dict[str, str] = {}
     for name, value in pairs:
-        if name not in LIST_PARAMETERS:
-            allowed = ", ".join(LIST_PARAMETERS)
+        if name not in known:
+            allowed = ", ".join(known)
             raise invalid(shorten(name), f"is not a known query parameter (use {allowed})")
         if name in values:
             raise invalid(name, "must be given at most once")
         values[name] = value
-    limit = DEFAULT_PAGE_SIZE
-    if "limit" in values:
-        raw = values["limit"]
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-            raise invalid("limit", f"must be an integer from 1 to {MAX_PAGE_SIZE}")
-        limit = int(raw)
+    return values
+
+
+def page_limit(values: Mapping[str, str], default: int, maximum: int) -> int:
+    """The `limit` query parameter: 1 to `maximum`, `default` when absent."""
+    raw = values.get("limit")
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise invalid("limit", f"must be an integer from 1 to {maximum}")
+    return int(raw)
+
+
+def parse_list_query(pairs: Iterable[tuple[str, str]]) -> ListQuery:
+    values = query_values(pairs, LIST_PARAMETERS)
+    limit = page_limit(values, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     device_id = values.get("deviceId")
     serial = values.get("serialNumber")
     location = values.get("location")

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.asset_service import problems, validation
+from devstack.asset_service import fields, problems, validation
 from devstack.processes import Child, stop_children
 from tests.integration.asset_service_fixtures import (
     REPO_ROOT,
@@ -515,7 +515,7 @@ async def test_openapi_documents_approvals_as_served(client: httpx.AsyncClient) 
         == served
         == set(schemas["Replacement"]["properties"])
     )
-    assert set(schemas["ReplacementWrite"]["properties"]) == set(validation.REPLACEMENT_FIELDS)
+    assert set(schemas["ReplacementWrite"]["properties"]) == set(fields.REPLACEMENT_FIELDS)
     assert set(schemas["DeviceLink"]["properties"]) == set(validation.LINK_FIELDS)
     for name, pattern in (
         ("ThumbprintInput", validation.THUMBPRINT_PATTERN),
