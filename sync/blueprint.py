@@ -9,8 +9,9 @@ import azure.functions as func
 
 from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetToTwinSync
-from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
-from sync.handlers import handle_asset_event
+from sync.device_sync_service import TwinToAssetSync
+from sync.events import RawTwinEvent
+from sync.handlers import handle_asset_event, handle_twin_batch
 
 
 class SyncServices(Protocol):
@@ -61,8 +62,10 @@ def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
         cardinality=func.Cardinality.MANY,
     )
     async def twin_changed(events: List[func.EventHubEvent], context: func.Context) -> None:  # noqa: UP006
-        await services().device_sync.handle_batch(
-            [_raw(event, index) for index, event in enumerate(events)], context.invocation_id
+        await handle_twin_batch(
+            services().device_sync,
+            [_raw(event, index) for index, event in enumerate(events)],
+            context.invocation_id,
         )
 
     return blueprint

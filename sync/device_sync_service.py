@@ -10,7 +10,6 @@ from typing import Literal
 
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
 from audit import AuditTrail, NoAudit
-from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
 from policies import Policy
 from resilience.optimistic_update import optimistic_update
@@ -18,21 +17,11 @@ from resilience.recorders import ReconciliationRecorder
 from roles import RoleAssignment, assign_role
 from sync.audit_entries import asset_written_entry, refusal_entries
 from sync.errors import SyncConflict
-from sync.events import InvalidEvent, TwinChange, twin_change_from, twin_change_record
+from sync.events import RawTwinEvent, TwinChange, twin_change_message
 from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
 
 _logger = logging.getLogger("sync.twin_to_asset")
 DeviceResult = Literal["echo", "no device-owned change", "unknown device", "unchanged", "written"]
-
-
-@dataclass(frozen=True)
-class RawTwinEvent:
-    """What the Event Hub trigger hands over, before any parsing."""
-
-    body: bytes
-    properties: dict[str, object]
-    iothub_metadata: dict[str, object]
-    sequence_number: int | None = None
 
 
 @dataclass
@@ -62,31 +51,23 @@ class TwinToAssetSync:
         self._max_attempts = max_attempts
         self._gate = asyncio.Semaphore(concurrency)
 
-    async def handle_batch(self, events: Sequence[RawTwinEvent], request_id: str) -> BatchOutcome:
-        """One bad event never fails the batch: it goes to the reconciliation queue instead.
+    @property
+    def recorder(self) -> ReconciliationRecorder:
+        """Where this flow records what it could not finish (and what it will never finish)."""
+        return self._recorder
+
+    async def apply_batch(
+        self, changes: Sequence[tuple[RawTwinEvent, TwinChange]], request_id: str
+    ) -> BatchOutcome:
+        """Parsed changes, each with the event it came from (recorded if it fails).
 
         Events of one device are merged in order into one change (one asset write at most);
-        devices run concurrently. Only a failure to record a failure propagates.
+        devices run concurrently. A device's failure goes to the reconciliation queue; only a
+        failure to record it propagates.
         """
         outcome = BatchOutcome()
         by_device: dict[str, list[tuple[RawTwinEvent, TwinChange]]] = {}
-        for raw in events:
-            try:
-                change = twin_change_from(
-                    raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
-                )
-            except InvalidEvent as error:
-                _logger.warning(
-                    "twin change event refused; dead-lettered",
-                    extra={
-                        "requestId": request_id,
-                        "reason": "invalid event",
-                        "detail": str(error),
-                    },
-                )
-                await self._record(raw, None, "invalid event", str(error), request_id, True)
-                outcome.recorded += 1
-                continue
+        for raw, change in changes:
             by_device.setdefault(change.device_id, []).append((raw, change))
 
         async def device(device_id: str, items: list[tuple[RawTwinEvent, TwinChange]]) -> None:
@@ -198,27 +179,14 @@ class TwinToAssetSync:
     async def _record(
         self,
         raw: RawTwinEvent,
-        change: TwinChange | None,
+        change: TwinChange,
         reason: str,
         detail: str,
         request_id: str,
         permanent: bool,
     ) -> None:
         await self._recorder.record(
-            ReconciliationMessage(
-                kind="twinChange",
-                reason=reason[:200],
-                detail=detail[:2000],
-                permanent=permanent,
-                device_id=change.device_id if change else None,
-                hub=change.hub_name if change else None,
-                request_id=request_id,
-                event=capped_event(
-                    twin_change_record(
-                        raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
-                    )
-                ),
-            )
+            twin_change_message(raw, change, reason, detail, request_id, permanent=permanent)
         )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app_errors import BadInput
 from asset_client.models import ASSET_ID_PATTERN
+from messages import ReconciliationMessage, capped_event
 from sync.constraints import DEVICE_ID
 
 _SUBJECT = re.compile(r"/assets/([^/]+)")
@@ -204,3 +205,59 @@ def _section(value: Any, name: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidEvent(f"{name} is not an object")
     return {key: item for key, item in value.items() if key not in _METADATA_KEYS}
+
+
+@dataclass(frozen=True)
+class RawTwinEvent:
+    """What the Event Hub trigger hands over, before any parsing."""
+
+    body: bytes
+    properties: dict[str, object]
+    iothub_metadata: dict[str, object]
+    sequence_number: int | None = None
+
+
+def parse_twin_batch(
+    events: Sequence[RawTwinEvent],
+) -> tuple[list[tuple[RawTwinEvent, TwinChange]], list[tuple[RawTwinEvent, InvalidEvent]]]:
+    """Each event parsed, in order: the changes, and the events that cannot be acted on."""
+    changes: list[tuple[RawTwinEvent, TwinChange]] = []
+    invalid: list[tuple[RawTwinEvent, InvalidEvent]] = []
+    for raw in events:
+        try:
+            changes.append(
+                (
+                    raw,
+                    twin_change_from(
+                        raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number
+                    ),
+                )
+            )
+        except InvalidEvent as error:
+            invalid.append((raw, error))
+    return changes, invalid
+
+
+def twin_change_message(
+    raw: RawTwinEvent,
+    change: TwinChange | None,
+    reason: str,
+    detail: str,
+    request_id: str,
+    *,
+    permanent: bool,
+) -> ReconciliationMessage:
+    """A twin change to apply again later (or, permanent, to dead-letter), with its event as
+    received, system properties included, so that a replay is checked as the original was."""
+    return ReconciliationMessage(
+        kind="twinChange",
+        reason=reason[:200],
+        detail=detail[:2000],
+        permanent=permanent,
+        device_id=change.device_id if change else None,
+        hub=change.hub_name if change else None,
+        request_id=request_id,
+        event=capped_event(
+            twin_change_record(raw.body, raw.properties, raw.iothub_metadata, raw.sequence_number)
+        ),
+    )

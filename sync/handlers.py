@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from app_errors import AppError
@@ -10,9 +11,17 @@ from messages import ReconciliationMessage, capped_event
 from observability import DeviceLog
 from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
-from sync.events import InvalidEvent, asset_event_from
+from sync.device_sync_service import BatchOutcome, TwinToAssetSync
+from sync.events import (
+    InvalidEvent,
+    RawTwinEvent,
+    asset_event_from,
+    parse_twin_batch,
+    twin_change_message,
+)
 
 _logger = logging.getLogger("sync.asset_to_twin")
+_twin_logger = logging.getLogger("sync.twin_to_asset")
 
 
 async def handle_asset_event(
@@ -57,3 +66,25 @@ async def handle_asset_event(
             detail=str(error),
         )
         raise
+
+
+async def handle_twin_batch(
+    service: TwinToAssetSync, events: Sequence[RawTwinEvent], request_id: str
+) -> BatchOutcome:
+    """One bad event never fails the batch: it is dead-lettered, and the rest applied.
+
+    Only a failure to record a failure propagates (the trigger's retry policy runs the batch
+    again).
+    """
+    changes, invalid = parse_twin_batch(events)
+    for raw, error in invalid:
+        _twin_logger.warning(
+            "twin change event refused; dead-lettered",
+            extra={"requestId": request_id, "reason": "invalid event", "detail": str(error)},
+        )
+        await service.recorder.record(
+            twin_change_message(raw, None, "invalid event", str(error), request_id, permanent=True)
+        )
+    outcome = await service.apply_batch(changes, request_id)
+    outcome.recorded += len(invalid)
+    return outcome

@@ -14,8 +14,9 @@ from audit import ListAudit
 from observability import DeviceLog
 from resilience.recorders import ReconciliationRecorder
 from sync.constraints import ValueConstraint
-from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
-from sync.events import twin_change_from_record
+from sync.device_sync_service import TwinToAssetSync
+from sync.events import RawTwinEvent, twin_change_from_record
+from sync.handlers import handle_twin_batch
 from sync.ownership import DEVICE_REPORTED
 from tests.unit.fakes import FakeAssetRepository, make_asset
 
@@ -81,7 +82,8 @@ async def test_a_hostile_value_is_refused_audited_and_the_rest_of_the_batch_writ
 ):
     rig = Rig(demo_policy)
     with caplog.at_level(logging.INFO, logger="sync"):
-        outcome = await rig.sync.handle_batch(
+        outcome = await handle_twin_batch(
+            rig.sync,
             [
                 event("dev-1", {"firmwareVersion": "5.0.1", "health": MARKER + "\x1b[2J" * 50}),
                 event("dev-2", {"health": "degraded"}),
@@ -114,7 +116,7 @@ async def test_a_hostile_value_is_refused_audited_and_the_rest_of_the_batch_writ
 async def test_a_serial_mismatch_is_logged_without_the_reported_serial(demo_policy, caplog):
     rig = Rig(demo_policy)
     with caplog.at_level(logging.INFO, logger="sync"):
-        await rig.sync.handle_batch([event("dev-2", {"serialNumber": "SN-ZZZ-Q7Q"})], "r")
+        await handle_twin_batch(rig.sync, [event("dev-2", {"serialNumber": "SN-ZZZ-Q7Q"})], "r")
     [mismatch] = [r for r in caplog.records if getattr(r, "audit", None) == "serialMismatch"]
     assert (mismatch.deviceId, mismatch.assetId) == ("dev-2", "AST-2")
     assert "SN-ZZZ-Q7Q" not in log_text(caplog)
@@ -133,7 +135,7 @@ async def test_a_refusal_is_audited_once_even_when_the_write_is_retried(demo_pol
             return await super().patch_asset(asset_id, patch, if_match=if_match)
 
     rig = Rig(demo_policy, Busy(make_asset("AST-1", device_id="dev-1")))
-    await rig.sync.handle_batch([event("dev-1", {"firmwareVersion": "6", "health": ""})], "r")
+    await handle_twin_batch(rig.sync, [event("dev-1", {"firmwareVersion": "6", "health": ""})], "r")
     assert rig.attributes("AST-1") == {"firmwareVersion": "6"}
     assert [e.action for e in rig.audit.entries] == ["sync.refused", "sync.assetWritten"]
 
@@ -145,8 +147,8 @@ async def test_a_forged_event_is_dead_lettered_and_the_batch_goes_on(demo_policy
         "dev-1", {"health": "pwned"}, system={**SYSTEM, "connection-device-id": "dev-2"}
     )
     with caplog.at_level(logging.INFO, logger="sync"):
-        outcome = await rig.sync.handle_batch(
-            [forged, spoofed, event("dev-2", {"health": "ok"})], "req-9"
+        outcome = await handle_twin_batch(
+            rig.sync, [forged, spoofed, event("dev-2", {"health": "ok"})], "req-9"
         )
     assert rig.attributes("AST-1") == {}, "nothing of a forged event is applied"
     assert rig.attributes("AST-2") == {"health": "ok"}
@@ -174,7 +176,7 @@ async def test_a_transient_failure_is_recorded_with_what_a_replay_needs(demo_pol
 
     assets = Down(make_asset("AST-1", device_id="dev-1"))
     rig = Rig(demo_policy, assets)
-    outcome = await rig.sync.handle_batch([event("dev-1", {"health": "ok"}, seq=12)], "r")
+    outcome = await handle_twin_batch(rig.sync, [event("dev-1", {"health": "ok"}, seq=12)], "r")
     assert outcome.recorded == 1
     [message] = rig.queue.messages
     recorded = json.loads(json.dumps(message["event"]))
@@ -222,8 +224,8 @@ hostile = st.one_of(
 def test_no_hostile_report_fails_the_batch_or_leaks_into_the_trail(demo_policy, reported):
     rig = Rig(demo_policy)
     outcome = asyncio.run(
-        rig.sync.handle_batch(
-            [event("dev-1", reported), event("dev-2", {"health": "fine"}, seq=2)], "r"
+        handle_twin_batch(
+            rig.sync, [event("dev-1", reported), event("dev-2", {"health": "fine"}, seq=2)], "r"
         )
     )
     assert rig.attributes("AST-2") == {"health": "fine"}
@@ -264,7 +266,7 @@ async def test_a_body_nested_past_the_parser_or_with_an_endless_number_is_dead_l
         deep.iothub_metadata,
         4,
     )
-    outcome = await rig.sync.handle_batch([deep, endless, good], "r")
+    outcome = await handle_twin_batch(rig.sync, [deep, endless, good], "r")
     assert outcome.recorded == 2
     assert rig.attributes("AST-2") == {"health": "ok"}
     assert [m["reason"] for m in rig.dead.messages] == ["invalid event", "invalid event"]

@@ -14,8 +14,9 @@ from observability import DeviceLog
 from resilience.recorders import ReconciliationRecorder
 from sync.asset_sync_service import AssetToTwinSync
 from sync.coalescing import Coalescer
-from sync.device_sync_service import RawTwinEvent, TwinToAssetSync
-from sync.events import AssetEvent
+from sync.device_sync_service import TwinToAssetSync
+from sync.events import AssetEvent, RawTwinEvent
+from sync.handlers import handle_twin_batch
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
 
 EAST = "hub-us-east.azure-devices.net"
@@ -214,7 +215,8 @@ async def test_a_reported_firmware_updates_the_asset_once(demo_policy):
     assets = FakeAssetRepository(make_asset(device_id="dev-1"))
     queue = ListQueue()
     sync = device_sync(assets, demo_policy, queue)
-    outcome = await sync.handle_batch(
+    outcome = await handle_twin_batch(
+        sync,
         [
             twin_event("dev-1", {"firmwareVersion": "2.0"}, seq=1),
             twin_event("dev-1", {"firmwareVersion": "2.1"}, seq=2),
@@ -224,7 +226,7 @@ async def test_a_reported_firmware_updates_the_asset_once(demo_policy):
     )
     assert assets.patches == [("AST-1001", {"attributes": {"firmwareVersion": "2.1"}})]
     assert outcome.results == {"echo": 1, "written": 1}
-    again = await sync.handle_batch([twin_event("dev-1", {"firmwareVersion": "2.1"})], "req")
+    again = await handle_twin_batch(sync, [twin_event("dev-1", {"firmwareVersion": "2.1"})], "req")
     assert again.results == {"echo": 0, "unchanged": 1}
     assert len(assets.patches) == 1
     assert queue.messages == []
@@ -246,7 +248,7 @@ async def test_a_concurrent_asset_change_is_merged_not_lost(demo_policy):
 
     assets = Busy(make_asset(device_id="dev-1"))
     sync = device_sync(assets, demo_policy, ListQueue())
-    outcome = await sync.handle_batch([twin_event("dev-1", {"health": "degraded"})], "req")
+    outcome = await handle_twin_batch(sync, [twin_event("dev-1", {"health": "degraded"})], "req")
     asset = assets.assets["AST-1001"]
     assert outcome.results == {"echo": 0, "written": 1}
     assert asset.attributes == {"health": "degraded"}
@@ -264,7 +266,8 @@ async def test_one_bad_event_never_fails_the_batch(demo_policy):
     queue = ListQueue()
     bad = twin_event("dev-1", {"health": "ok"})
     bad = RawTwinEvent(b"not json", bad.properties, bad.iothub_metadata, 5)
-    outcome = await device_sync(assets, demo_policy, queue).handle_batch(
+    outcome = await handle_twin_batch(
+        device_sync(assets, demo_policy, queue),
         [
             bad,
             twin_event("dev-broken", {"health": "ok"}),
@@ -286,4 +289,4 @@ async def test_if_even_the_reconciliation_queue_fails_the_batch_fails(demo_polic
     assets = FakeAssetRepository(make_asset(device_id="dev-1"))
     bad = RawTwinEvent(b"not json", {"iothub-message-schema": "twinChangeNotification"}, {}, 1)
     with pytest.raises(RuntimeError, match="queue down"):
-        await device_sync(assets, demo_policy, ListQueue(fail=True)).handle_batch([bad], "r")
+        await handle_twin_batch(device_sync(assets, demo_policy, ListQueue(fail=True)), [bad], "r")
