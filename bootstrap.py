@@ -205,9 +205,6 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
     reconciler = Reconciler(
         assets=assets,
         hubs=iot_hubs,
-        hub_names=[connection.hub for connection in connections.values()],
-        policy=policy,
-        asset_api_public_url=settings.public_asset_url,
         asset_sync=asset_sync,
         device_sync=device_sync,
         dead_letters=DeadLetterRecorder(dead_letter_queue),

@@ -45,9 +45,6 @@ class AuditQueue(StorageQueue):
     seven days: an entry waits however long the writer is stopped), and that can send with an
     initial invisibility (send_later)."""
 
-    async def __aenter__(self) -> AuditQueue:
-        return self
-
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_later(message, delay_seconds=0)
 

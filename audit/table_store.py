@@ -17,25 +17,16 @@ import logging
 import re
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit.entry import AuditAction, AuditEntry
 from audit.errors import AuditStoreError, AuditStoreRejected, AuditStoreUnavailable
 from audit.table_entity import from_entity, to_entity
 from audit.table_keys import partition_key, partition_keys
-from storage_access.auth_failures import (
-    AUTH_STATUSES,
-    is_token_failure,
-    refusal_hint,
-    token_failure,
-)
-from storage_access.clients import StorageClients, validate_connection_string
-from storage_access.connection import (
-    StorageAccount,
-    StorageConfigError,
-    storage_account_from_connection_string,
-)
+from storage_access import auth_failures
+from storage_access.clients import StorageClients, storage_clients, validate_connection_string
+from storage_access.closing import ClosedOnExit
+from storage_access.connection import StorageAccount, StorageConfigError
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -82,7 +73,7 @@ def valid_table_name(name: str) -> bool:
     return bool(_TABLE_NAME.fullmatch(name)) and name.lower() != "tables"
 
 
-class TableAuditStore:
+class TableAuditStore(ClosedOnExit):
     """The audit table of one storage account; one client (aiohttp pool) for every call."""
 
     def __init__(
@@ -111,14 +102,9 @@ class TableAuditStore:
         self._owns_storage = (
             not isinstance(storage, StorageClients) if owns_storage is None else owns_storage
         )
-        if isinstance(storage, StorageClients):
-            self._storage = storage
-        else:
-            if isinstance(storage, str):
-                storage = storage_account_from_connection_string(storage, "connection string")
-            self._storage = StorageClients(
-                storage, timeout_seconds=timeout_seconds, retry_total=retry_total
-            )
+        self._storage = storage_clients(
+            storage, timeout_seconds=timeout_seconds, retry_total=retry_total
+        )
         self._timeout = timeout_seconds
         self._table_ready = False
         self._client: TableClient | None = None
@@ -126,17 +112,6 @@ class TableAuditStore:
             validate_connection_string(self._storage.account)
         except StorageConfigError as exc:
             raise ValueError(str(exc)) from None
-
-    async def __aenter__(self) -> TableAuditStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the client's connections (when the factory is the store's own); a later call
@@ -311,16 +286,18 @@ class TableAuditStore:
         try:
             return await call
         except HttpResponseError as exc:
-            if is_token_failure(exc):
-                raise self._unavailable(token_failure(self._storage.account, exc)) from None
+            if auth_failures.is_token_failure(exc):
+                raise self._unavailable(
+                    auth_failures.token_failure(self._storage.account, exc)
+                ) from None
             status = int(getattr(exc, "status_code", None) or 0)
             code = _error_code(exc)
             if status == 404 and code == "TableNotFound":
                 raise _TableMissing from None
             detail = f"table {self.table_name}: the table service answered {status or 'nothing'}"
             detail += f" ({code})" if code else ""
-            if status in AUTH_STATUSES:
-                detail += f": {refusal_hint(self._storage.account, 'table')}"
+            if status in auth_failures.AUTH_STATUSES:
+                detail += f": {auth_failures.refusal_hint(self._storage.account, 'table')}"
             if status in _REJECTED_STATUSES:
                 raise AuditStoreRejected(
                     detail, table_name=self.table_name, status=status, code=code

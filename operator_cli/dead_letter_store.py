@@ -15,19 +15,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from operator_cli.config import StorageConnection
 from operator_cli.errors import QueueServiceError
 from operator_cli.letters import QueuedLetter, read_letter
 from resilience.queue_port import QueueEncoding
+from storage_access.clients import StorageClients
+from storage_access.closing import ClosedOnExit
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueMessage
     from azure.storage.queue.aio import QueueClient
-
-    from storage_access.clients import StorageClients
 
 T = TypeVar("T")
 
@@ -54,7 +53,7 @@ class _QueueMissing(Exception):
     """The queue does not exist (yet): for reading, the same as an empty queue."""
 
 
-class DeadLetterQueue:
+class DeadLetterQueue(ClosedOnExit):
     """Reads and deletes on one queue with the async SDK client; close it when done."""
 
     def __init__(self, connection: StorageConnection, name: str, encoding: QueueEncoding) -> None:
@@ -65,17 +64,6 @@ class DeadLetterQueue:
         """Received messages that could not be made visible again (they will be, on time out)."""
         self._client: QueueClient | None = None
         self._storage: StorageClients | None = None
-
-    async def __aenter__(self) -> DeadLetterQueue:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         self._client = None

@@ -22,10 +22,9 @@ from device_twin import ProvisioningState, format_twin_timestamp
 from iothub_client import IotHubRegistry, Twin, TwinPatch, TwinPreconditionFailed
 from messages import ReconciliationMessage
 from observability import DeviceLog
-from policies import Policy
 from reconciliation.burial import Burial
 from resilience.optimistic_update import optimistic_update
-from sync.asset_to_twin import plan_twin_update
+from sync.asset_to_twin import TwinPlanner
 from sync.errors import SyncConflict
 
 
@@ -35,17 +34,13 @@ class FallbackAllocation:
         *,
         assets: AssetRepository,
         hubs: IotHubRegistry,
-        hub_names: Sequence[str],
-        policy: Policy,
-        asset_api_public_url: str,
+        planner: TwinPlanner,
         bury: Burial,
         max_attempts: int,
     ) -> None:
         self._assets = assets
         self._hubs = hubs
-        self._hub_names = list(hub_names)
-        self._policy = policy
-        self._public_url = asset_api_public_url
+        self._planner = planner
         self._bury = bury
         self._max_attempts = max_attempts
 
@@ -114,14 +109,7 @@ class FallbackAllocation:
         """
 
         def plan(twin: Twin) -> _TwinReconciliation:
-            planned = plan_twin_update(
-                twin=twin,
-                asset=asset,
-                policy=self._policy,
-                asset_api_public_url=self._public_url,
-                current_hub=hub,
-                hubs=self._hub_names,
-            )
+            planned = self._planner.plan(twin, asset, hub)
             tags = dict(planned.patch.tags or {}) if planned.patch else {}
             if twin.tags.get("provisioningState") != "provisioned":
                 tags["provisioningState"] = "provisioned"
@@ -160,7 +148,7 @@ class FallbackAllocation:
         log: DeviceLog,
         dequeue_count: int,
     ) -> str:
-        if self._policy.unknown_device == "quarantine":
+        if self._planner.policy.unknown_device == "quarantine":
             await self._hubs.update_twin(
                 hub,
                 device_id,

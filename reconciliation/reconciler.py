@@ -10,7 +10,6 @@ to `<queue>-poison`, whose handler dead-letters it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -20,7 +19,6 @@ from audit import AuditTrail, NoAudit
 from iothub_client import IotHubRegistry
 from messages import DeadLetter, MessageKind, ReconciliationMessage
 from observability import DeviceLog
-from policies import Policy
 from reconciliation.audit_entries import reconciled_entry
 from reconciliation.burial import Burial
 from reconciliation.deregistration import Deregistration
@@ -51,9 +49,6 @@ class Reconciler:
         *,
         assets: AssetRepository,
         hubs: IotHubRegistry,
-        hub_names: Sequence[str],
-        policy: Policy,
-        asset_api_public_url: str,
         asset_sync: AssetToTwinSync,
         device_sync: TwinToAssetSync,
         dead_letters: DeadLetterRecorder,
@@ -67,14 +62,12 @@ class Reconciler:
             "allocation": FallbackAllocation(
                 assets=assets,
                 hubs=hubs,
-                hub_names=hub_names,
-                policy=policy,
-                asset_api_public_url=asset_api_public_url,
+                planner=asset_sync.planner,
                 bury=self._bury,
                 max_attempts=max_attempts,
             ),
             "deregistration": Deregistration(
-                assets=assets, hubs=hubs, hub_names=hub_names, bury=self._bury
+                assets=assets, hubs=hubs, hub_names=asset_sync.planner.hub_names, bury=self._bury
             ),
             "twinChange": TwinChangeReplay(device_sync, self._bury),
             "assetChange": AssetChangeReplay(asset_sync, self._bury),

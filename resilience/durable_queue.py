@@ -20,7 +20,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from resilience.queue_port import (
@@ -30,18 +29,10 @@ from resilience.queue_port import (
     QueueRejected,
     QueueUnavailable,
 )
-from storage_access.auth_failures import (
-    AUTH_STATUSES,
-    is_token_failure,
-    refusal_hint,
-    token_failure,
-)
-from storage_access.clients import StorageClients
-from storage_access.connection import (
-    StorageAccount,
-    StorageConfigError,
-    storage_account_from_connection_string,
-)
+from storage_access import auth_failures
+from storage_access.clients import StorageClients, storage_clients
+from storage_access.closing import ClosedOnExit
+from storage_access.connection import StorageAccount, StorageConfigError
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
@@ -53,7 +44,7 @@ _QUEUE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _TOO_LARGE_CODES = {"RequestBodyTooLarge", "MessageTooLarge"}
 
 
-class StorageQueue:
+class StorageQueue(ClosedOnExit):
     """DurableQueue on one Azure Storage queue (azure-storage-queue's async client).
 
     The queue is created on first use if missing (and again if it is deleted later). One
@@ -85,7 +76,7 @@ class StorageQueue:
         self._owns_storage = (
             not isinstance(storage, StorageClients) if owns_storage is None else owns_storage
         )
-        self._storage = _clients(storage, timeout_seconds)
+        self._storage = storage_clients(storage, timeout_seconds=timeout_seconds)
         self.queue_name = queue_name
         self.encoding: QueueEncoding = encoding
         self._timeout = timeout_seconds
@@ -114,17 +105,6 @@ class StorageQueue:
         self._client = None
         if self._owns_storage:
             await self._storage.aclose()
-
-    async def __aenter__(self) -> StorageQueue:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _encoded(self, message: Mapping[str, Any]) -> str:
         try:
@@ -210,10 +190,10 @@ class StorageQueue:
         try:
             return await call
         except HttpResponseError as exc:
-            if is_token_failure(exc):
+            if auth_failures.is_token_failure(exc):
+                why = auth_failures.token_failure(self._storage.account, exc)
                 raise QueueUnavailable(
-                    f"queue {self.queue_name}: {token_failure(self._storage.account, exc)}",
-                    queue_name=self.queue_name,
+                    f"queue {self.queue_name}: {why}", queue_name=self.queue_name
                 ) from None
             raise self._mapped(exc) from exc
         except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
@@ -241,8 +221,8 @@ class StorageQueue:
             return QueueUnavailable(detail, queue_name=self.queue_name)
         if status == 413 or code in _TOO_LARGE_CODES:
             detail += f": messages are limited to 64 KiB ({MAX_MESSAGE_BYTES} bytes) as sent"
-        if status in AUTH_STATUSES:
-            detail += f": {refusal_hint(self._storage.account, 'queue')}"
+        if status in auth_failures.AUTH_STATUSES:
+            detail += f": {auth_failures.refusal_hint(self._storage.account, 'queue')}"
         return QueueRejected(detail, queue_name=self.queue_name, status=status, code=code)
 
     def _log_failure(self, reason: str, detail: str) -> None:
@@ -250,11 +230,3 @@ class StorageQueue:
             "queue send failed",
             extra={"queue": self.queue_name, "reason": reason, "detail": detail},
         )
-
-
-def _clients(storage: StorageClients | StorageAccount | str, timeout: float) -> StorageClients:
-    if isinstance(storage, StorageClients):
-        return storage
-    if isinstance(storage, str):
-        storage = storage_account_from_connection_string(storage, "connection string")
-    return StorageClients(storage, timeout_seconds=timeout)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from storage_access.connection import StorageAccount, StorageConfigError
+from storage_access.connection import (
+    StorageAccount,
+    StorageConfigError,
+    storage_account_from_connection_string,
+)
 from storage_access.credentials import StorageCredential, async_credential
 
 _POOL_SIZE = 100
@@ -114,6 +118,20 @@ class StorageClients:
                 session=storage_session(), session_owner=True, connection_verify=self._verify
             ),
         }
+
+
+def storage_clients(
+    storage: StorageClients | StorageAccount | str,
+    *,
+    timeout_seconds: float = 5.0,
+    retry_total: int = 0,
+) -> StorageClients:
+    """The factory given, or one of its own for an account or a connection string."""
+    if isinstance(storage, StorageClients):
+        return storage
+    if isinstance(storage, str):
+        storage = storage_account_from_connection_string(storage, "connection string")
+    return StorageClients(storage, timeout_seconds=timeout_seconds, retry_total=retry_total)
 
 
 def storage_session() -> aiohttp.ClientSession:

@@ -16,7 +16,7 @@ from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPrecondition
 from observability import DeviceLog
 from policies import Policy
 from resilience.optimistic_update import optimistic_update
-from sync.asset_to_twin import TwinPlan, plan_twin_update
+from sync.asset_to_twin import TwinPlan, TwinPlanner
 from sync.audit_entries import twin_written_entry
 from sync.coalescing import Coalescer
 from sync.errors import DeviceNotOnAnyHub, SyncConflict
@@ -48,9 +48,10 @@ class AssetToTwinSync:
         self._audit: AuditTrail = audit or NoAudit()
         self._assets = assets
         self._hubs = hubs
+        self.planner = TwinPlanner(policy, asset_api_public_url, tuple(hub_names))
+        """Shared with reconciliation, which writes twins from assets too."""
         self._hub_names = list(hub_names)
         self._policy = policy
-        self._public_url = asset_api_public_url
         self._max_attempts = max_attempts
         self._coalescer: Coalescer[AssetSyncOutcome] = Coalescer()
         self._device_hub: OrderedDict[str, str] = OrderedDict()
@@ -73,14 +74,7 @@ class AssetToTwinSync:
         hub, twin = await self._locate(asset)
 
         def plan(state: tuple[Twin, Asset]) -> TwinPlan:
-            return plan_twin_update(
-                twin=state[0],
-                asset=state[1],
-                policy=self._policy,
-                asset_api_public_url=self._public_url,
-                current_hub=hub,
-                hubs=self._hub_names,
-            )
+            return self.planner.plan(state[0], state[1], hub)
 
         async def write(state: tuple[Twin, Asset], planned: TwinPlan) -> None:
             assert planned.patch is not None

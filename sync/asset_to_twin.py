@@ -25,6 +25,26 @@ class TwinPlan:
     reprovision: ReprovisionRequest | None = None
 
 
+@dataclass(frozen=True)
+class TwinPlanner:
+    """What a twin's plan depends on besides the twin and the asset: the policy, the asset API's
+    public address and the hubs the app serves."""
+
+    policy: Policy
+    asset_api_public_url: str
+    hub_names: tuple[str, ...]
+
+    def plan(self, twin: Twin, asset: Asset, current_hub: str) -> TwinPlan:
+        return plan_twin_update(
+            twin=twin,
+            asset=asset,
+            policy=self.policy,
+            asset_api_public_url=self.asset_api_public_url,
+            current_hub=current_hub,
+            hubs=self.hub_names,
+        )
+
+
 def read_marker(value: Any) -> SyncMarker | None:
     """A marker someone else mangled counts as no marker: the content diff still decides."""
     if not isinstance(value, Mapping):

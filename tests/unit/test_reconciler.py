@@ -31,9 +31,6 @@ def reconciler(assets, hubs, policy, dead=None):
     return Reconciler(
         assets=assets,
         hubs=hubs,
-        hub_names=[EAST, WEST],
-        policy=policy,
-        asset_api_public_url="http://assets",
         asset_sync=AssetToTwinSync(
             assets=assets,
             hubs=hubs,
