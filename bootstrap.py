@@ -14,7 +14,7 @@ from observability import redact
 from policies import Policy, PolicyError, load_policy
 from reconciliation.pending_sweep import PendingSweep
 from reconciliation.reconciler import Reconciler
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from settings import AppSettings, ConfigurationError, load_settings
 from storage_access import StorageConfigError
 from sync.asset_sync_service import AssetToTwinSync
@@ -28,7 +28,7 @@ class Services:
     assets: AssetRepository
     allocation: AllocationService
     iot_hubs: IotHubRegistry
-    reconciliation: ReconciliationRecorder
+    outbox: Outbox
     asset_sync: AssetToTwinSync
     device_sync: TwinToAssetSync
     reconciler: Reconciler
@@ -101,13 +101,59 @@ def _asset_api_auth(settings: AppSettings) -> Any:
 
 
 def build_services(settings: AppSettings, policy: Policy) -> Services:
+    connections = hub_connections(settings)
+    hub_names = [connection.hub for connection in connections.values()]
+    assets = _asset_repository(settings, policy)
+    iot_hubs = _iot_hubs(settings, policy, connections)
+    storage = _storage_adapters(settings)
+    outbox = storage.outbox
+    asset_sync = AssetToTwinSync(
+        assets=assets,
+        hubs=iot_hubs,
+        hub_names=hub_names,
+        policy=policy,
+        asset_api_public_url=settings.public_asset_url,
+        outbox=outbox,
+    )
+    device_sync = TwinToAssetSync(assets=assets, policy=policy, outbox=outbox)
+    return Services(
+        settings=settings,
+        policy=policy,
+        assets=assets,
+        allocation=AllocationService(
+            assets=assets,
+            policy=policy,
+            asset_api_public_url=settings.public_asset_url,
+            outbox=outbox,
+        ),
+        iot_hubs=iot_hubs,
+        outbox=outbox,
+        asset_sync=asset_sync,
+        device_sync=device_sync,
+        reconciler=Reconciler(
+            assets=assets,
+            hubs=iot_hubs,
+            asset_sync=asset_sync,
+            device_sync=device_sync,
+            outbox=outbox,
+        ),
+        pending_sweep=PendingSweep(
+            hubs=iot_hubs, hub_names=hub_names, policy=policy, outbox=outbox
+        ),
+        audit_trail=storage.audit_trail,
+        audit_writer=storage.audit_writer,
+        closers=storage.closers,
+    )
+
+
+def _asset_repository(settings: AppSettings, policy: Policy) -> AssetRepository:
     # Imported here so that importing function_app (cold start) does not pay for aiohttp.
     from asset_client.http_adapter import HttpAssetRepository
     from resilience.breaker import Breaker
     from resilience.resilient_assets import ResilientAssetRepository, is_outage
     from resilience.retry import RetryPolicy
 
-    assets = ResilientAssetRepository(
+    return ResilientAssetRepository(
         HttpAssetRepository(
             str(settings.asset_api_url),
             auth=_asset_api_auth(settings),
@@ -126,14 +172,15 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
             reset_timeout_seconds=settings.asset_api_breaker_reset_seconds,
         ),
     )
+
+
+def _iot_hubs(settings: AppSettings, policy: Policy, connections: HubConnections) -> IotHubRegistry:
     from iothub_client.sdk_adapter import SdkIotHubRegistry
-    from resilience.durable_queue import StorageQueue
     from resilience.hub_breakers import BreakerGuardedIotHubRegistry
     from resilience.hub_rate_limit import RateLimitedIotHubRegistry
-    from resilience.recorders import DeadLetterRecorder
 
-    connections = hub_connections(settings)
-    iot_hubs = RateLimitedIotHubRegistry(
+    hubs = [c.hub for c in connections.values()]
+    return RateLimitedIotHubRegistry(
         BreakerGuardedIotHubRegistry(
             SdkIotHubRegistry(
                 connections,
@@ -141,95 +188,58 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
                 ca_bundle=str(settings.iot_hub_ca_bundle) if settings.iot_hub_ca_bundle else None,
                 credential_factory=lambda: _token_credential(settings),
             ),
-            hubs=[c.hub for c in connections.values()],
+            hubs=hubs,
             fail_max=settings.iot_hub_breaker_failures,
             reset_timeout_seconds=settings.iot_hub_breaker_reset_seconds,
         ),
-        hubs=[c.hub for c in connections.values()],
+        hubs=hubs,
         twin_updates_per_second=settings.iot_hub_twin_updates_per_second,
         registry_ops_per_minute=policy.replacement.registry_ops_per_minute,
     )
+
+
+@dataclass(frozen=True)
+class _StorageAdapters:
+    outbox: Outbox
+    audit_trail: AuditTrail
+    audit_writer: AuditWriter
+    closers: tuple[Any, ...]
+
+
+def _storage_adapters(settings: AppSettings) -> _StorageAdapters:
+    """The queues, the audit trail and its table, all on one account and one credential."""
+    from audit.queue import AuditQueue
+    from audit.table_access import AuditTable
+    from audit.table_writer import AuditTableWriter
+    from audit.trail import QueuedAuditTrail
+    from resilience.durable_queue import StorageQueue
     from storage_access.clients import StorageClients, validate_connection_string
 
     try:
         validate_connection_string(settings.storage)
     except StorageConfigError as exc:
         raise ConfigurationError(str(exc)) from None
-    # One factory for the account: every queue and the table share its credential.
     storage = StorageClients(
         settings.storage,
         connection_verify=str(settings.storage_ca_bundle) if settings.storage_ca_bundle else True,
     )
-    queue = StorageQueue(
-        storage, settings.reconciliation_queue, encoding=settings.queue_message_encoding
-    )
-    dead_letter_queue = StorageQueue(
-        storage, settings.dead_letter_queue, encoding=settings.queue_message_encoding
-    )
-    reconciliation = ReconciliationRecorder(queue, dead_letters=dead_letter_queue)
-    from audit.queue import AuditQueue
-    from audit.table_store import TableAuditStore
-    from audit.trail import QueuedAuditTrail
-
-    audit_queue = AuditQueue(
-        storage, settings.audit_queue, encoding=settings.queue_message_encoding
-    )
+    encoding = settings.queue_message_encoding
+    queue = StorageQueue(storage, settings.reconciliation_queue, encoding=encoding)
+    dead_letter_queue = StorageQueue(storage, settings.dead_letter_queue, encoding=encoding)
+    audit_queue = AuditQueue(storage, settings.audit_queue, encoding=encoding)
     # Group commit: each flow waits until its entries are on the queue (or the queue is
     # found down), so an entry never lives only in a worker that may be recycled.
     audit_trail = QueuedAuditTrail(audit_queue, wait_until_queued=True, flush_interval_seconds=0)
     try:
-        audit_store = TableAuditStore(storage, settings.audit_table)
+        audit_table = AuditTable(storage, settings.audit_table)
     except ValueError as exc:
         raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {redact(str(exc))}") from None
-    audit_writer = AuditWriter(audit_store, audit_queue)
-    from resilience.outbox import Outbox
-
-    outbox = Outbox(reconciliation=queue, dead_letters=dead_letter_queue, audit=audit_trail)
-    allocation = AllocationService(
-        assets=assets,
-        policy=policy,
-        asset_api_public_url=settings.public_asset_url,
-        outbox=outbox,
-    )
-    asset_sync = AssetToTwinSync(
-        assets=assets,
-        hubs=iot_hubs,
-        hub_names=[connection.hub for connection in connections.values()],
-        policy=policy,
-        asset_api_public_url=settings.public_asset_url,
-        audit=audit_trail,
-    )
-    device_sync = TwinToAssetSync(
-        assets=assets, policy=policy, recorder=reconciliation, audit=audit_trail
-    )
-    reconciler = Reconciler(
-        assets=assets,
-        hubs=iot_hubs,
-        asset_sync=asset_sync,
-        device_sync=device_sync,
-        dead_letters=DeadLetterRecorder(dead_letter_queue),
-        audit=audit_trail,
-    )
-    return Services(
-        settings=settings,
-        policy=policy,
-        assets=assets,
-        allocation=allocation,
-        iot_hubs=iot_hubs,
-        reconciliation=reconciliation,
-        asset_sync=asset_sync,
-        device_sync=device_sync,
-        reconciler=reconciler,
-        pending_sweep=PendingSweep(
-            hubs=iot_hubs,
-            hub_names=[connection.hub for connection in connections.values()],
-            policy=policy,
-            outbox=outbox,
-        ),
+    return _StorageAdapters(
+        outbox=Outbox(reconciliation=queue, dead_letters=dead_letter_queue, audit=audit_trail),
         audit_trail=audit_trail,
-        audit_writer=audit_writer,
+        audit_writer=AuditWriter(AuditTableWriter(audit_table), audit_queue),
         # The trail first: it flushes its backlog to the audit queue before that closes.
-        closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_store, storage),
+        closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_table, storage),
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from audit.entry import AuditEntry
-from messages.queues import DeadLetter, ReconciliationMessage
+from messages.queues import DeadLetter, DeadLetterSource, ReconciliationMessage
 
 
 @dataclass(frozen=True)
@@ -28,3 +28,17 @@ class Emission:
     @classmethod
     def of_audit(cls, entries: Iterable[AuditEntry]) -> Emission:
         return cls(audit=tuple(entries))
+
+    @classmethod
+    def of_dead_letter(cls, letter: DeadLetter) -> Emission:
+        return cls(dead_letters=(letter,))
+
+    @classmethod
+    def deferred(cls, message: ReconciliationMessage) -> Emission:
+        """Work a flow could not finish: transient work goes on the reconciliation queue, a
+        permanent failure straight to the dead letters (retrying it would only delay the
+        operator)."""
+        if not message.permanent:
+            return cls(reconciliation=(message,))
+        source: DeadLetterSource = "allocation" if message.kind == "allocation" else "sync"
+        return cls.of_dead_letter(message.given_up(source=source))

@@ -50,6 +50,31 @@ class ReconciliationMessage(BaseModel):
     def to_message(self) -> dict[str, Any]:
         return fitted(self.model_dump(mode="json", by_alias=True, exclude_none=True), "event")
 
+    def given_up(
+        self,
+        *,
+        source: DeadLetterSource,
+        reason: str | None = None,
+        attempts: int | None = None,
+        replayable: bool = False,
+    ) -> DeadLetter:
+        """This work as a dead letter: what it carried, and why it was given up."""
+        return DeadLetter(
+            source=source,
+            kind=self.kind,
+            reason=(reason or self.reason)[:200],
+            detail=self.detail,
+            registration_id=_text_or_none((self.event or {}).get("registrationId")),
+            device_id=self.device_id,
+            asset_id=self.asset_id,
+            hub=self.hub,
+            request_id=self.request_id,
+            request=self.event,
+            attempts=max(attempts or 0, self.attempts),
+            first_seen=self.recorded_at,
+            replayable=replayable,
+        )
+
 
 class DeadLetter(BaseModel):
     """Work that failed for good, kept with full context for operators (list, show, replay).
@@ -81,6 +106,10 @@ class DeadLetter(BaseModel):
 
     def to_message(self) -> dict[str, Any]:
         return fitted(self.model_dump(mode="json", by_alias=True, exclude_none=True), "request")
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def capped_event(event: dict[str, Any]) -> dict[str, Any]:

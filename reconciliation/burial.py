@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from messages import DeadLetter, ReconciliationMessage
-from resilience.recorders import DeadLetterRecorder
+from messages.emission import Emission
+from resilience.outbox import Outbox
 
 
 class Burial:
-    def __init__(self, recorder: DeadLetterRecorder) -> None:
-        self._recorder = recorder
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     async def __call__(
         self,
@@ -18,20 +19,24 @@ class Burial:
         replayable: bool,
         source: str = "reconciliation",
     ) -> None:
-        await self._recorder.record(
-            DeadLetter(
-                source="poison" if source == "poison" else "reconciliation",
-                kind=message.kind,
-                reason=reason[:200],
-                detail=message.detail,
-                registration_id=(message.event or {}).get("registrationId"),
-                device_id=message.device_id,
-                asset_id=message.asset_id,
-                hub=message.hub,
-                request_id=message.request_id,
-                request=message.event,
-                attempts=max(attempts, message.attempts),
-                first_seen=message.recorded_at,
-                replayable=replayable,
-            )
+        letter = message.given_up(
+            source="poison" if source == "poison" else "reconciliation",
+            reason=reason,
+            attempts=attempts,
+            replayable=replayable,
         )
+        await self._outbox.send(Emission.of_dead_letter(letter))
+
+
+def unreadable_letter(body: bytes, error: str, attempts: int, request_id: str) -> DeadLetter:
+    """A message nobody can read, kept as received (its head) with why it could not be read."""
+    return DeadLetter(
+        source="reconciliation",
+        kind="allocation",
+        reason="unreadable reconciliation message",
+        detail=error[:2000],
+        request_id=request_id,
+        request={"raw": body[:4000].decode("utf-8", "replace")},
+        attempts=attempts,
+        replayable=False,
+    )

@@ -15,17 +15,17 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from asset_client import AssetRepository
-from audit import AuditTrail, NoAudit
 from iothub_client import IotHubRegistry
-from messages import DeadLetter, MessageKind, ReconciliationMessage
+from messages import MessageKind, ReconciliationMessage
+from messages.emission import Emission
 from observability import DeviceLog
 from reconciliation.audit_entries import reconciled_entry
-from reconciliation.burial import Burial
+from reconciliation.burial import Burial, unreadable_letter
 from reconciliation.deregistration import Deregistration
 from reconciliation.errors import ReplacementPending
 from reconciliation.fallback_allocation import FallbackAllocation
 from reconciliation.replays import AssetChangeReplay, TwinChangeReplay
-from resilience.recorders import DeadLetterRecorder
+from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import TwinToAssetSync
 
@@ -51,13 +51,11 @@ class Reconciler:
         hubs: IotHubRegistry,
         asset_sync: AssetToTwinSync,
         device_sync: TwinToAssetSync,
-        dead_letters: DeadLetterRecorder,
-        audit: AuditTrail | None = None,
+        outbox: Outbox,
         max_attempts: int = 5,
     ) -> None:
-        self._audit: AuditTrail = audit or NoAudit()
-        self._dead_letters = dead_letters
-        self._bury = Burial(dead_letters)
+        self._outbox = outbox
+        self._bury = Burial(outbox)
         self._handlers: dict[MessageKind, KindHandler] = {
             "allocation": FallbackAllocation(
                 assets=assets,
@@ -78,18 +76,8 @@ class Reconciler:
         try:
             message = ReconciliationMessage.model_validate_json(body)
         except ValidationError as error:
-            await self._dead_letters.record(
-                DeadLetter(
-                    source="reconciliation",
-                    kind="allocation",
-                    reason="unreadable reconciliation message",
-                    detail=str(error)[:2000],
-                    request_id=request_id,
-                    request={"raw": body[:4000].decode("utf-8", "replace")},
-                    attempts=dequeue_count,
-                    replayable=False,
-                )
-            )
+            letter = unreadable_letter(body, str(error), dequeue_count, request_id)
+            await self._outbox.send(Emission.of_dead_letter(letter))
             return "dead-lettered"
         return await self.handle(message, dequeue_count=dequeue_count, request_id=request_id)
 
@@ -108,9 +96,10 @@ class Reconciler:
             return "dead-lettered"
         result = await self._handlers[message.kind](message, log, dequeue_count)
         log.info("reconciled", kind=message.kind, result=result, dequeueCount=dequeue_count)
-        await self._audit.record(
-            reconciled_entry(message, result, dequeue_count=dequeue_count, request_id=request_id)
+        entry = reconciled_entry(
+            message, result, dequeue_count=dequeue_count, request_id=request_id
         )
+        await self._outbox.send(Emission.of_audit([entry]))
         return result
 
     async def bury_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Resilience: durable queues, recorders of work that must not be lost, retries, breakers and
+"""Resilience: durable queues, the outbox that sends what a flow emits, retries, breakers and
 hub backpressure.
 
 Work that cannot finish now is recorded durably instead of lost; writes toward a hub stay

@@ -11,11 +11,12 @@ from typing import Literal
 from allocation.errors import NoHubForDevice
 from allocation.hub_selection import select_hub
 from asset_client import Asset, AssetNotFound, AssetRepository
-from audit import AuditTrail, NoAudit
 from iothub_client import DeviceNotFound, IotHubRegistry, Twin, TwinPreconditionFailed
+from messages.emission import Emission
 from observability import DeviceLog
 from policies import Policy
 from resilience.optimistic_update import optimistic_update
+from resilience.outbox import Outbox
 from sync.asset_to_twin import TwinPlan, TwinPlanner
 from sync.audit_entries import twin_written_entry
 from sync.coalescing import Coalescer
@@ -42,10 +43,10 @@ class AssetToTwinSync:
         hub_names: Sequence[str],
         policy: Policy,
         asset_api_public_url: str,
-        audit: AuditTrail | None = None,
+        outbox: Outbox,
         max_attempts: int = 5,
     ) -> None:
-        self._audit: AuditTrail = audit or NoAudit()
+        self._outbox = outbox
         self._assets = assets
         self._hubs = hubs
         self.planner = TwinPlanner(policy, asset_api_public_url, tuple(hub_names))
@@ -106,7 +107,9 @@ class AssetToTwinSync:
             assetVersion=asset.version,
             changed=",".join(planned.changed),
         )
-        await self._audit.record(twin_written_entry(asset, device_id, hub, planned, log))
+        await self._outbox.send(
+            Emission.of_audit([twin_written_entry(asset, device_id, hub, planned, log)])
+        )
         if planned.reprovision is not None:
             log.warning(
                 "device flagged for re-provisioning",

@@ -7,7 +7,7 @@ from typing import Any, List, Protocol  # noqa: UP035 - the worker rejects list[
 
 import azure.functions as func
 
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import TwinToAssetSync
 from sync.events import RawTwinEvent
@@ -22,7 +22,7 @@ class SyncServices(Protocol):
     def device_sync(self) -> TwinToAssetSync: ...
 
     @property
-    def reconciliation(self) -> ReconciliationRecorder: ...
+    def outbox(self) -> Outbox: ...
 
 
 def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
@@ -37,7 +37,7 @@ def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
         ready = services()
         await handle_asset_event(
             service=ready.asset_sync,
-            recorder=ready.reconciliation,
+            outbox=ready.outbox,
             event_id=event.id,
             subject=event.subject,
             event_type=event_type,

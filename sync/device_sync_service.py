@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
-from audit import AuditTrail, NoAudit
+from messages.emission import Emission
 from observability import DeviceLog
 from policies import Policy
 from resilience.optimistic_update import optimistic_update
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from roles import RoleAssignment, assign_role
 from sync.audit_entries import asset_written_entry, refusal_entries
 from sync.errors import SyncConflict
@@ -39,22 +39,20 @@ class TwinToAssetSync:
         *,
         assets: AssetRepository,
         policy: Policy,
-        recorder: ReconciliationRecorder,
-        audit: AuditTrail | None = None,
+        outbox: Outbox,
         max_attempts: int = 5,
         concurrency: int = 16,
     ) -> None:
-        self._audit: AuditTrail = audit or NoAudit()
         self._assets = assets
         self._policy = policy
-        self._recorder = recorder
+        self._outbox = outbox
         self._max_attempts = max_attempts
         self._gate = asyncio.Semaphore(concurrency)
 
     @property
-    def recorder(self) -> ReconciliationRecorder:
-        """Where this flow records what it could not finish (and what it will never finish)."""
-        return self._recorder
+    def outbox(self) -> Outbox:
+        """Where this flow sends what it could not finish (and what it will never finish)."""
+        return self._outbox
 
     async def apply_batch(
         self, changes: Sequence[tuple[RawTwinEvent, TwinChange]], request_id: str
@@ -146,7 +144,9 @@ class TwinToAssetSync:
         if not settled.written:
             return "unchanged"
         log.info("asset updated from twin", copied=",".join(planned.copied), hub=change.hub_name)
-        await self._audit.record(asset_written_entry(change, asset.asset_id, planned, log))
+        await self._outbox.send(
+            Emission.of_audit([asset_written_entry(change, asset.asset_id, planned, log)])
+        )
         return "written"
 
     async def _report_refusals(
@@ -173,8 +173,7 @@ class TwinToAssetSync:
                 "device reports another serial number than its asset", audit="serialMismatch"
             )
         entries = refusal_entries(change, asset.asset_id, plan, role, log.fields.get("requestId"))
-        for entry in entries:
-            await self._audit.record(entry)
+        await self._outbox.send(Emission.of_audit(entries))
 
     async def _record(
         self,
@@ -185,9 +184,8 @@ class TwinToAssetSync:
         request_id: str,
         permanent: bool,
     ) -> None:
-        await self._recorder.record(
-            twin_change_message(raw, change, reason, detail, request_id, permanent=permanent)
-        )
+        message = twin_change_message(raw, change, reason, detail, request_id, permanent=permanent)
+        await self._outbox.send(Emission.deferred(message))
 
 
 def _merge(changes: list[TwinChange]) -> TwinChange | None:

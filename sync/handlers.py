@@ -8,8 +8,9 @@ from typing import Any
 
 from app_errors import AppError
 from messages import ReconciliationMessage, capped_event
+from messages.emission import Emission
 from observability import DeviceLog
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
 from sync.device_sync_service import BatchOutcome, TwinToAssetSync
 from sync.events import (
@@ -27,7 +28,7 @@ _twin_logger = logging.getLogger("sync.twin_to_asset")
 async def handle_asset_event(
     *,
     service: AssetToTwinSync,
-    recorder: ReconciliationRecorder,
+    outbox: Outbox,
     event_id: str | None,
     subject: str | None,
     event_type: str | None,
@@ -43,18 +44,17 @@ async def handle_asset_event(
         )
     except InvalidEvent as error:
         log.warning("asset event refused", reason="InvalidEvent", detail=str(error))
-        await recorder.record(
-            ReconciliationMessage(
-                kind="assetChange",
-                reason="invalid event",
-                detail=str(error),
-                permanent=True,
-                request_id=request_id,
-                event=capped_event(
-                    {"id": event_id, "subject": subject, "eventType": event_type, "data": data}
-                ),
-            )
+        message = ReconciliationMessage(
+            kind="assetChange",
+            reason="invalid event",
+            detail=str(error),
+            permanent=True,
+            request_id=request_id,
+            event=capped_event(
+                {"id": event_id, "subject": subject, "eventType": event_type, "data": data}
+            ),
         )
+        await outbox.send(Emission.deferred(message))
         return None
     try:
         return await service.handle(event, log)
@@ -82,9 +82,10 @@ async def handle_twin_batch(
             "twin change event refused; dead-lettered",
             extra={"requestId": request_id, "reason": "invalid event", "detail": str(error)},
         )
-        await service.recorder.record(
-            twin_change_message(raw, None, "invalid event", str(error), request_id, permanent=True)
+        message = twin_change_message(
+            raw, None, "invalid event", str(error), request_id, permanent=True
         )
+        await service.outbox.send(Emission.deferred(message))
     outcome = await service.apply_batch(changes, request_id)
     outcome.recorded += len(invalid)
     return outcome

@@ -24,12 +24,13 @@ from azure.storage.queue import QueueClient
 
 from devstack.azurite import ACCOUNT_KEY, AzuriteChild
 from messages import DeadLetter, ReconciliationMessage
+from messages.emission import Emission
 from operator_cli.config import StorageConnection
 from operator_cli.dead_letter_store import DeadLetterQueue
 from operator_cli.replay import replay
 from resilience.durable_queue import StorageQueue
+from resilience.outbox import Outbox
 from resilience.queue_port import QueueUnavailable
-from resilience.recorders import DeadLetterRecorder
 from storage_access import storage_account_from_connection_string
 from tests.integration.azurite_fixtures import azurite, unique_name
 
@@ -66,7 +67,7 @@ class Queues:
         return [self.put_raw(text) for text in texts]
 
     def record_with_the_app(self, *letters: DeadLetter) -> list[str]:
-        """Put letters with the app's own DeadLetterRecorder; ids found by peeking (<= 32)."""
+        """Put letters with the app's own Outbox; ids found by peeking (<= 32)."""
 
         async def send() -> None:
             async with StorageQueue(
@@ -74,9 +75,10 @@ class Queues:
                 self.dead_letters,
                 encoding=self.encoding,  # type: ignore[arg-type]
             ) as queue:
-                recorder = DeadLetterRecorder(queue)
+                # Only dead letters are sent: the reconciliation queue is never touched.
+                outbox = Outbox(reconciliation=queue, dead_letters=queue)
                 for letter in letters:
-                    await recorder.record(letter)
+                    await outbox.send(Emission.of_dead_letter(letter))
 
         asyncio.run(send())
         by_request = {letter.request_id: i for i, letter in enumerate(letters)}

@@ -7,27 +7,21 @@ import pytest
 from asset_client import AssetContractViolation, AssetUnavailable
 from iothub_client import DeviceNotFound
 from messages import ReconciliationMessage
+from messages.emission import Emission
 from reconciliation.reconciler import Reconciler
-from resilience.recorders import DeadLetterRecorder, ReconciliationRecorder
+from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import TwinToAssetSync
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
+from tests.unit.outbox_fakes import ListQueue
 
 EAST = "hub-us-east.azure-devices.net"
 WEST = "hub-eu-west.azure-devices.net"
 
 
-class ListQueue:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, object]] = []
-
-    async def send(self, message):
-        self.messages.append(dict(message))
-
-
 def reconciler(assets, hubs, policy, dead=None):
     dead = dead if dead is not None else ListQueue()
-    recorder = ReconciliationRecorder(ListQueue(), dead_letters=dead)
+    outbox = Outbox(reconciliation=ListQueue(), dead_letters=dead)
     return Reconciler(
         assets=assets,
         hubs=hubs,
@@ -37,9 +31,10 @@ def reconciler(assets, hubs, policy, dead=None):
             hub_names=[EAST, WEST],
             policy=policy,
             asset_api_public_url="http://assets",
+            outbox=outbox,
         ),
-        device_sync=TwinToAssetSync(assets=assets, policy=policy, recorder=recorder),
-        dead_letters=DeadLetterRecorder(dead),
+        device_sync=TwinToAssetSync(assets=assets, policy=policy, outbox=outbox),
+        outbox=outbox,
     ), dead
 
 
@@ -285,10 +280,16 @@ async def test_a_recorded_twin_change_without_system_properties_is_buried_not_ap
 
 async def test_permanent_failures_go_to_dead_letters_not_reconciliation():
     reconciliation, dead = ListQueue(), ListQueue()
-    recorder = ReconciliationRecorder(reconciliation, dead_letters=dead)
-    await recorder.record(
-        ReconciliationMessage(kind="twinChange", reason="invalid event", detail="x", permanent=True)
+    outbox = Outbox(reconciliation=reconciliation, dead_letters=dead)
+    await outbox.send(
+        Emission.deferred(
+            ReconciliationMessage(
+                kind="twinChange", reason="invalid event", detail="x", permanent=True
+            )
+        )
     )
-    await recorder.record(ReconciliationMessage(kind="twinChange", reason="down", detail="y"))
+    await outbox.send(
+        Emission.deferred(ReconciliationMessage(kind="twinChange", reason="down", detail="y"))
+    )
     assert [m["reason"] for m in dead.messages] == ["invalid event"]
     assert [m["reason"] for m in reconciliation.messages] == ["down"]

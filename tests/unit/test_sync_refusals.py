@@ -4,7 +4,6 @@ what is refused and audited, what is dead-lettered, and what never reaches a log
 import asyncio
 import json
 import logging
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,13 +11,14 @@ from hypothesis import strategies as st
 from asset_client import AssetUnavailable
 from audit import ListAudit
 from observability import DeviceLog
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from sync.constraints import ValueConstraint
 from sync.device_sync_service import TwinToAssetSync
 from sync.events import RawTwinEvent, twin_change_from_record
 from sync.handlers import handle_twin_batch
 from sync.ownership import DEVICE_REPORTED
 from tests.unit.fakes import FakeAssetRepository, make_asset
+from tests.unit.outbox_fakes import ListQueue
 
 MARKER = "Zq7\u2603"
 SYSTEM = {"message-source": "twinChangeEvents", "enqueuedtime": "2026-11-26T05:00:00.1234567Z"}
@@ -28,14 +28,6 @@ def constraint_of(field: str) -> ValueConstraint:
     constraint = DEVICE_REPORTED[field].constraint
     assert constraint is not None
     return constraint
-
-
-class ListQueue:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    async def send(self, message):
-        self.messages.append(message)
 
 
 def event(device_id, reported, seq=1, system=None):
@@ -65,8 +57,7 @@ class Rig:
         self.sync = TwinToAssetSync(
             assets=self.assets,
             policy=policy,
-            recorder=ReconciliationRecorder(self.queue, dead_letters=self.dead),
-            audit=self.audit,
+            outbox=Outbox(reconciliation=self.queue, dead_letters=self.dead, audit=self.audit),
         )
 
     def attributes(self, asset_id):

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 from asset_client import AssetUnavailable
 from observability import DeviceLog
-from resilience.recorders import ReconciliationRecorder
+from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetToTwinSync
 from sync.coalescing import Coalescer
 from sync.device_sync_service import TwinToAssetSync
 from sync.events import AssetEvent, RawTwinEvent
 from sync.handlers import handle_twin_batch
 from tests.unit.fakes import FakeAssetRepository, FakeIotHubRegistry, make_asset
+from tests.unit.outbox_fakes import RecordingOutbox
 
 EAST = "hub-us-east.azure-devices.net"
 WEST = "hub-eu-west.azure-devices.net"
@@ -42,6 +43,7 @@ def asset_sync(assets, hubs, policy):
         hub_names=[EAST, WEST],
         policy=policy,
         asset_api_public_url="http://assets",
+        outbox=RecordingOutbox().outbox,
     )
 
 
@@ -207,8 +209,9 @@ def twin_event(device_id, reported=None, tags=None, seq=1):
     )
 
 
-def device_sync(assets, policy, queue):
-    return TwinToAssetSync(assets=assets, policy=policy, recorder=ReconciliationRecorder(queue))
+def device_sync(assets, policy, queue, dead_letters=None):
+    outbox = Outbox(reconciliation=queue, dead_letters=dead_letters or queue)
+    return TwinToAssetSync(assets=assets, policy=policy, outbox=outbox)
 
 
 async def test_a_reported_firmware_updates_the_asset_once(demo_policy):
@@ -263,11 +266,11 @@ async def test_one_bad_event_never_fails_the_batch(demo_policy):
             return await super().find_by_device_id(device_id)
 
     assets = Flaky(make_asset(device_id="dev-1"))
-    queue = ListQueue()
+    queue, dead = ListQueue(), ListQueue()
     bad = twin_event("dev-1", {"health": "ok"})
     bad = RawTwinEvent(b"not json", bad.properties, bad.iothub_metadata, 5)
     outcome = await handle_twin_batch(
-        device_sync(assets, demo_policy, queue),
+        device_sync(assets, demo_policy, queue, dead),
         [
             bad,
             twin_event("dev-broken", {"health": "ok"}),
@@ -279,9 +282,11 @@ async def test_one_bad_event_never_fails_the_batch(demo_policy):
     assert outcome.results["written"] == 1
     assert outcome.results["unknown device"] == 1
     assert outcome.recorded == 2
-    reasons = sorted((m["reason"], m["permanent"]) for m in queue.messages)
-    assert reasons == [("AssetUnavailable", False), ("invalid event", True)]
-    assert all(m["kind"] == "twinChange" for m in queue.messages)
+    assert [(m["reason"], m.get("permanent", False)) for m in queue.messages] == [
+        ("AssetUnavailable", False)
+    ]
+    assert [(m["reason"], m["replayable"]) for m in dead.messages] == [("invalid event", False)]
+    assert all(m["kind"] == "twinChange" for m in queue.messages + dead.messages)
     assert assets.assets["AST-1001"].attributes == {"health": "ok"}
 
 
