@@ -26,6 +26,8 @@ AuditAction = Literal[
     "sync.assetWritten",
     "sync.refused",
 ]
+BATCH_FIELD = "entries"
+"""The field of an audit queue message (a batch) that holds its entries."""
 AuditActor = Literal[
     "dps-webhook", "reconciler", "pending-sweep", "asset-sync", "twin-sync", "operator"
 ]

@@ -18,8 +18,6 @@ from typing import Any, Protocol
 from resilience.durable_queue import StorageQueue
 from resilience.queue_port import QueueError, QueueRejected
 
-BATCH_FIELD = "entries"
-"""The field of a batch message that holds its entries."""
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1
 """Azure Storage: a message's initial visibility timeout must be under seven days."""
 

@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from audit.entry import AuditEntry
-from audit.error_log import log_unrecorded
-from audit.queue import BATCH_FIELD, AuditSender
+from audit.backlog import Backlog, TrailCounts
+from audit.entry import BATCH_FIELD, AuditEntry
+from audit.queue import AuditSender
 from resilience.queue_port import QueueRejected, QueueUnavailable
+
+__all__ = ["QueuedAuditTrail", "TrailCounts"]
 
 DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_BATCH_SIZE = 25
@@ -52,20 +51,7 @@ DEFAULT_MAX_BATCH_BYTES = 45_000
 """UTF-8 bytes of a batch's JSON: 60,000 once base64-encoded, under the queue's 64 KiB."""
 
 _SendOutcome = Literal["sent", "retry", "split", "gone"]
-_DETAILS_DROPPED = {"detailsDropped": "too large for a queue message; see the error log"}
 _TOO_LARGE_CODES = {"MessageTooLarge", "RequestBodyTooLarge"}
-_ENVELOPE_BYTES = len(json.dumps({BATCH_FIELD: []}, separators=(",", ":")))
-
-
-@dataclass
-class TrailCounts:
-    """Since start: entries queued, sends that failed and were retried, entries given up on,
-    entries queued without their details."""
-
-    sent: int = 0
-    failed_sends: int = 0
-    given_up: int = 0
-    details_dropped: int = 0
 
 
 class QueuedAuditTrail:
@@ -103,25 +89,22 @@ class QueuedAuditTrail:
         self._retry_interval = retry_interval_seconds
         self._batch_size = batch_size
         self._flush_interval = flush_interval_seconds
-        self._max_batch_bytes = max_batch_bytes
         self._wait_until_queued = wait_until_queued
         self._clock = clock
         self._sleep = sleep
-        self._pending: deque[AuditEntry] = deque()
-        """Entries not yet on the queue, oldest first; a batch in flight stays at the front
-        until the queue has taken it, so cancelling a send never loses it."""
-        self._settled: deque[asyncio.Future[None] | None] = deque()
-        """In step with `_pending`: what a waiting record() waits for, done when the entry
-        leaves `_pending` or the queue is found unavailable."""
-        self._send_singly = 0
-        """How many entries at the front go one per message (their batch was too large)."""
+        self.counts = TrailCounts()
+        self._pending = Backlog(
+            batch_size=batch_size,
+            max_batch_bytes=max_batch_bytes,
+            logger=self._logger,
+            counts=self.counts,
+        )
         self._retry_at = float("-inf")
         self._outage = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()  # one sender at a time: the flusher, flush() or aclose()
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
-        self.counts = TrailCounts()
 
     @property
     def backlog(self) -> int:
@@ -135,21 +118,22 @@ class QueuedAuditTrail:
         settled: asyncio.Future[None] | None = None
         try:
             if len(self._pending) >= self._max_backlog:
-                self._give_up(entry, f"the audit backlog is full ({self._max_backlog} entries)")
+                self._pending.give_up(
+                    entry, f"the audit backlog is full ({self._max_backlog} entries)"
+                )
                 return
             self._bind_loop()
             if self._wait_until_queued and not self._outage:
                 assert self._loop is not None
                 settled = self._loop.create_future()
-            self._pending.append(entry)
-            self._settled.append(settled)
+            self._pending.append(entry, settled)
             appended = True
             self._start_flusher()
         except Exception:
             # A bug here must not fail an allocation; the entry is in the log line or pending.
             self._logger.exception("audit trail failed unexpectedly")
             if not appended:
-                self._give_up(entry, "the audit trail failed unexpectedly")
+                self._pending.give_up(entry, "the audit trail failed unexpectedly")
         if settled is not None:
             # Shielded: a caller that stops waiting leaves the entry pending, not cancelled.
             with contextlib.suppress(TimeoutError):
@@ -183,10 +167,7 @@ class QueuedAuditTrail:
             raise
         except Exception:
             self._logger.exception("audit trail close failed unexpectedly")
-        self._send_singly = 0
-        while self._pending:
-            self._give_up(self._pending.popleft(), "still not queued when the trail closed")
-            _settle(self._settled.popleft())
+        self._pending.give_up_all("still not queued when the trail closed")
 
     # --- the flusher ------------------------------------------------------------------------
 
@@ -198,9 +179,7 @@ class QueuedAuditTrail:
             self._lock = asyncio.Lock()
             self._flusher = None
             self._wake = None
-            for settled in self._settled:  # futures of a finished loop: nobody awaits them
-                _settle(settled)
-            self._settled = deque([None] * len(self._pending))
+            self._pending.forget_waiters()
 
     def _start_flusher(self) -> None:
         """Make sure the flusher runs; wake it early when a batch is full."""
@@ -257,7 +236,7 @@ class QueuedAuditTrail:
         """Send pending entries batch by batch, oldest first, until none is left or the queue
         is unavailable (then they stay pending and the retry waits `retry_interval_seconds`)."""
         while self._pending:
-            count, messages = self._next_batch()
+            count, messages = self._pending.next_batch()
             if not count:
                 continue  # the front entries could not be serialised and were given up
             outcome, refusal = await self._send(messages)
@@ -265,45 +244,17 @@ class QueuedAuditTrail:
                 self._retry_at = self._clock() + self._retry_interval
                 return
             if outcome == "split":
-                self._send_singly = max(self._send_singly, count)
+                self._pending.send_singly(count)
                 continue
-            entries = self._take(count)
+            entries = self._pending.take(count)
             if outcome == "gone":
                 for entry in entries:
-                    self._give_up(entry, refusal)
+                    self._pending.give_up(entry, refusal)
                 continue
             self.counts.sent += count
             if self._outage:
                 self._outage = False
                 self._logger.info("audit queue available again", extra={"backlog": self.backlog})
-
-    def _next_batch(self) -> tuple[int, list[dict[str, Any]]]:
-        """How many front entries the next message carries, and their messages. An entry that
-        is not JSON is given up; one too large for a message alone loses its details."""
-        limit = 1 if self._send_singly else self._batch_size
-        messages: list[dict[str, Any]] = []
-        size = _ENVELOPE_BYTES
-        while len(messages) < min(limit, len(self._pending)):
-            index = len(messages)
-            entry = self._pending[index]
-            try:
-                message = entry.to_message()
-                cost = _json_bytes(message) + (1 if messages else 0)
-            except Exception as exc:  # details a caller filled with something that is not JSON
-                self._take(1, at=index)
-                self._give_up(entry, f"the entry is not JSON-serialisable ({type(exc).__name__})")
-                continue
-            if size + cost <= self._max_batch_bytes:
-                messages.append(message)
-                size += cost
-            elif messages:
-                break  # the next message starts with it
-            elif entry.details != _DETAILS_DROPPED:
-                self._pending[0] = self._without_details(entry)
-            else:  # cannot happen with AuditEntry's field limits, but must not loop
-                self._take(1)
-                self._give_up(entry, "too large for a queue message even without its details")
-        return len(messages), messages
 
     async def _send(self, messages: list[dict[str, Any]]) -> tuple[_SendOutcome, str]:
         """Send one batch message; the outcome and, when "gone", why."""
@@ -311,13 +262,9 @@ class QueuedAuditTrail:
             async with asyncio.timeout(self._timeout):
                 await self._queue.send({BATCH_FIELD: messages})
         except QueueRejected as exc:
-            if exc.code in _TOO_LARGE_CODES:
-                # The queue measured more than we did: one entry per message, then no details.
-                if len(messages) > 1:
-                    return "split", ""
-                if self._pending[0].details != _DETAILS_DROPPED:
-                    self._pending[0] = self._without_details(self._pending[0])
-                    return "split", ""
+            # The queue measured more than we did: one entry per message, then no details.
+            if exc.code in _TOO_LARGE_CODES and (len(messages) > 1 or self._pending.shrink_front()):
+                return "split", ""
             return "gone", f"the audit queue refused it ({exc.code or exc.status})"
         except (QueueUnavailable, TimeoutError):
             self._failed()
@@ -330,44 +277,10 @@ class QueuedAuditTrail:
 
     def _failed(self) -> None:
         self.counts.failed_sends += 1
-        for settled in self._settled:  # an outage holds no allocation up
-            _settle(settled)
+        self._pending.release_waiters()  # an outage holds no allocation up
         if not self._outage:
             self._outage = True
             self._logger.warning(
                 "audit queue unavailable: keeping entries in memory and retrying",
                 extra={"maxBacklog": self._max_backlog, "backlog": self.backlog},
             )
-
-    def _take(self, count: int, *, at: int = 0) -> list[AuditEntry]:
-        """Remove `count` entries from index `at` (their message is settled, or they are
-        given up)."""
-        taken = [self._pending[at + n] for n in range(count)]
-        for _ in range(count):
-            del self._pending[at]
-            _settle(self._settled[at])
-            del self._settled[at]
-        if at == 0:  # (entries go one per message only at the front)
-            self._send_singly = max(0, self._send_singly - count)
-        return taken
-
-    def _without_details(self, entry: AuditEntry) -> AuditEntry:
-        """A copy of the entry without its details; the ERROR line keeps the whole entry."""
-        self.counts.details_dropped += 1
-        log_unrecorded(self._logger, entry, "too large for a queue message; queued without details")
-        return entry.model_copy(update={"details": dict(_DETAILS_DROPPED)})
-
-    def _give_up(self, entry: AuditEntry, reason: str) -> None:
-        self.counts.given_up += 1
-        log_unrecorded(self._logger, entry, reason)
-
-
-def _settle(settled: asyncio.Future[None] | None) -> None:
-    if settled is not None and not settled.done():
-        settled.set_result(None)
-
-
-def _json_bytes(message: dict[str, Any]) -> int:
-    """The message's size as the queue serialises it (compact UTF-8; NaN is not JSON)."""
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return len(text.encode("utf-8"))

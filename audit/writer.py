@@ -31,10 +31,10 @@ from typing import Any, Literal, Protocol
 import pydantic_core
 from pydantic import BaseModel, Field, ValidationError
 
-from audit.entry import AuditEntry
+from audit.entry import BATCH_FIELD, AuditEntry
 from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
-from audit.queue import BATCH_FIELD, DelayedSender
+from audit.queue import DelayedSender
 from resilience.queue_port import QueueError
 
 ATTEMPTS_FIELD = "writeAttempts"

@@ -26,11 +26,11 @@ from azure.storage.queue.aio import QueueClient
 from audit import AuditEntry, AuditRequeueFailed, AuditStoreUnavailable
 from audit.queue import AuditQueue
 from audit.table_keys import partition_key
-from audit.table_store import TableAuditStore
 from audit.trail import QueuedAuditTrail
 from audit.writer import AuditWriter
 from devstack.azurite import HOST, REPO_ROOT, AzuriteChild, start_azurite
 from devstack.processes import Child, start_command, stop_children, wait_listening
+from tests.integration.audit_tables import AuditTableSides
 from tests.integration.azurite_fixtures import azurite, unique_name
 
 __all__ = ["azurite"]
@@ -66,8 +66,8 @@ def raw_entities(connection_string: str, table: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def store(azurite: AzuriteChild) -> AsyncIterator[TableAuditStore]:
-    async with TableAuditStore(azurite.connection_string, unique_name("audit")) as opened:
+async def store(azurite: AzuriteChild) -> AsyncIterator[AuditTableSides]:
+    async with AuditTableSides(azurite.connection_string, unique_name("audit")) as opened:
         yield opened
 
 
@@ -75,18 +75,18 @@ async def store(azurite: AzuriteChild) -> AsyncIterator[TableAuditStore]:
 
 
 async def test_entries_read_back_oldest_first_by_device_and_by_asset(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
     second, first, third = entry(2), entry(1), entry(3, deviceId="dev-2", registrationId="dev-2")
     for item in (second, first, third):
-        assert await store.append(item) == 2
+        assert await store.writer.append(item) == 2
 
-    by_device = await store.by_device("dev-1")
+    by_device = await store.timelines.by_device("dev-1")
     assert by_device.entries == [first, second]
     assert by_device.maybe_more is False
-    by_asset = await store.by_asset("A-1")
+    by_asset = await store.timelines.by_asset("A-1")
     assert by_asset.entries == [first, second, third]
-    assert (await store.by_device("dev-2")).entries == [third]
+    assert (await store.timelines.by_device("dev-2")).entries == [third]
 
     rows = raw_entities(azurite.connection_string, store.table_name)
     partitions = sorted(row["PartitionKey"] for row in rows)
@@ -98,18 +98,18 @@ async def test_entries_read_back_oldest_first_by_device_and_by_asset(
 
 
 async def test_appending_again_writes_nothing_twice(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
     item = entry(1, registrationId="reg-1")
-    assert await store.append(item) == 3  # device, asset and registration partitions
-    assert await store.append(item) == 0
-    assert await store.append(AuditEntry.model_validate(item.to_message())) == 0
+    assert await store.writer.append(item) == 3  # device, asset and registration partitions
+    assert await store.writer.append(item) == 0
+    assert await store.writer.append(AuditEntry.model_validate(item.to_message())) == 0
     assert len(raw_entities(azurite.connection_string, store.table_name)) == 3
-    assert (await store.by_device("dev-1")).entries == [item]
+    assert (await store.timelines.by_device("dev-1")).entries == [item]
 
 
 async def test_a_registration_timeline_finds_entries_in_its_own_and_its_device_partition(
-    store: TableAuditStore,
+    store: AuditTableSides,
 ) -> None:
     refused = entry(1, action="allocation.refused", deviceId=None, assetId=None, hub=None,
                     registrationId="reg-7", outcome="refused")  # fmt: skip
@@ -117,92 +117,92 @@ async def test_a_registration_timeline_finds_entries_in_its_own_and_its_device_p
     same_id = entry(3, registrationId="dev-7", deviceId="dev-7", action="sync.twinWritten",
                     actor="asset-sync")  # fmt: skip
     for item in (decided, same_id, refused):
-        await store.append(item)
-    assert (await store.by_registration("reg-7")).entries == [refused, decided]
-    assert (await store.by_registration("dev-7")).entries == [same_id]
-    assert (await store.by_device("dev-7")).entries == [decided, same_id]
+        await store.writer.append(item)
+    assert (await store.timelines.by_registration("reg-7")).entries == [refused, decided]
+    assert (await store.timelines.by_registration("dev-7")).entries == [same_id]
+    assert (await store.timelines.by_device("dev-7")).entries == [decided, same_id]
 
 
-async def test_decisions_leave_out_syncs(store: TableAuditStore) -> None:
+async def test_decisions_leave_out_syncs(store: AuditTableSides) -> None:
     decided = entry(1)
     synced = entry(2, action="sync.twinWritten", actor="asset-sync", outcome="written")
     fallback = entry(3, action="allocation.fallback", outcome="fallback")
     for item in (decided, synced, fallback):
-        await store.append(item)
-    assert (await store.decisions_for("dev-1")).entries == [decided, fallback]
-    assert (await store.by_registration("dev-1")).entries == [decided, synced, fallback]
+        await store.writer.append(item)
+    assert (await store.timelines.decisions_for("dev-1")).entries == [decided, fallback]
+    assert (await store.timelines.by_registration("dev-1")).entries == [decided, synced, fallback]
 
 
 async def test_a_limit_returns_the_latest_entries_and_says_more_exist(
-    store: TableAuditStore,
+    store: AuditTableSides,
 ) -> None:
     items = [entry(n) for n in range(7)]
     for item in reversed(items):
-        await store.append(item)
-    latest = await store.by_device("dev-1", limit=3)
+        await store.writer.append(item)
+    latest = await store.timelines.by_device("dev-1", limit=3)
     assert latest.entries == items[4:]
     assert latest.maybe_more is True
-    everything = await store.by_device("dev-1", limit=7)
+    everything = await store.timelines.by_device("dev-1", limit=7)
     assert everything.entries == items
     assert everything.maybe_more is False
 
 
 async def test_ids_with_characters_tables_forbid_in_keys(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
     device, asset = "line/7#3?x\\y%z\t'quoted'", "Zähler/Ost ☃"
     item = entry(1, deviceId=device, registrationId=device, assetId=asset)
-    assert await store.append(item) == 2
-    assert (await store.by_device(device)).entries == [item]
-    assert (await store.by_asset(asset)).entries == [item]
-    assert (await store.by_device("line")).entries == []
+    assert await store.writer.append(item) == 2
+    assert (await store.timelines.by_device(device)).entries == [item]
+    assert (await store.timelines.by_asset(asset)).entries == [item]
+    assert (await store.timelines.by_device("line")).entries == []
     keys = {
         row["PartitionKey"] for row in raw_entities(azurite.connection_string, store.table_name)
     }
     assert keys == {partition_key("device", device), partition_key("asset", asset)}
 
 
-async def test_details_beyond_one_property_round_trip(store: TableAuditStore) -> None:
+async def test_details_beyond_one_property_round_trip(store: AuditTableSides) -> None:
     item = entry(1, details={"evidence": "ä" * 40_000, "role": "gateway"})
-    await store.append(item)
-    assert (await store.by_device("dev-1")).entries == [item]
+    await store.writer.append(item)
+    assert (await store.timelines.by_device("dev-1")).entries == [item]
 
 
 async def test_an_entry_about_no_device_asset_or_registration_is_still_stored(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
     item = entry(1, deviceId=None, assetId=None, registrationId=None)
-    assert await store.append(item) == 1
+    assert await store.writer.append(item) == 1
     [row] = raw_entities(azurite.connection_string, store.table_name)
     assert row["PartitionKey"] == "unattributed|2026-11-26"
 
 
 async def test_reading_a_table_that_does_not_exist_finds_nothing(azurite: AzuriteChild) -> None:
-    async with TableAuditStore(azurite.connection_string, unique_name("none")) as empty:
-        timeline = await empty.by_device("dev-1")
+    async with AuditTableSides(azurite.connection_string, unique_name("none")) as empty:
+        timeline = await empty.timelines.by_device("dev-1")
     assert timeline.entries == []
     assert timeline.maybe_more is False
 
 
 async def test_a_table_deleted_behind_our_back_is_created_again(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
-    await store.append(entry(1))
+    await store.writer.append(entry(1))
     with TableClient.from_connection_string(azurite.connection_string, store.table_name) as t:
         t.delete_table()
     second = entry(2)
-    assert await store.append(second) == 2
-    assert (await store.by_device("dev-1")).entries == [second]
+    assert await store.writer.append(second) == 2
+    assert (await store.timelines.by_device("dev-1")).entries == [second]
 
 
 async def test_entities_that_are_not_entries_are_counted_not_fatal(
-    store: TableAuditStore, azurite: AzuriteChild
+    store: AuditTableSides, azurite: AzuriteChild
 ) -> None:
     good = entry(2)
-    await store.append(good)
+    await store.writer.append(good)
     with TableClient.from_connection_string(azurite.connection_string, store.table_name) as t:
         t.create_entity({"PartitionKey": "device|dev-1", "RowKey": "0", "note": "by hand"})
-    timeline = await store.by_device("dev-1")
+    timeline = await store.timelines.by_device("dev-1")
     assert timeline.entries == [good]
     assert timeline.unreadable == 1
 
@@ -347,9 +347,9 @@ async def test_a_table_outage_puts_entries_back_with_a_delay_and_loses_none(
 ) -> None:
     connection = own_azurite.connection_string
     queue = AuditQueue(connection, "audit", timeout_seconds=3)
-    store = TableAuditStore(connection, "audit", timeout_seconds=2)
+    store = AuditTableSides(connection, "audit", timeout_seconds=2)
     writer = AuditWriter(
-        store, queue, base_delay_seconds=1, max_delay_seconds=2, random_fraction=lambda: 1.0
+        store.writer, queue, base_delay_seconds=1, max_delay_seconds=2, random_fraction=lambda: 1.0
     )
     host = FunctionsHost(connection, "audit", writer)
     trail = QueuedAuditTrail(queue)
@@ -397,8 +397,8 @@ async def test_a_table_outage_puts_entries_back_with_a_delay_and_loses_none(
         assert await host.poisoned() == 0
 
         for item in [before, *during]:
-            assert (await store.by_device(item.device_id or "")).entries == [item]
-        assert len((await store.by_asset("A-1")).entries) == 7
+            assert (await store.timelines.by_device(item.device_id or "")).entries == [item]
+        assert len((await store.timelines.by_asset("A-1")).entries) == 7
         assert len(raw_entities(connection, "audit")) == 14, "exactly once per partition"
     finally:
         await trail.aclose()
@@ -420,9 +420,9 @@ async def test_a_redelivered_message_writes_nothing_twice(own_azurite: OwnAzurit
     connection = own_azurite.connection_string
     async with (
         AuditQueue(connection, "audit") as queue,
-        TableAuditStore(connection, "audit") as store,
+        AuditTableSides(connection, "audit") as store,
     ):
-        writer = AuditWriter(store, queue)
+        writer = AuditWriter(store.writer, queue)
         body = json.dumps(entry(1).to_message()).encode()
         assert await writer.handle(body) == "written"
         assert await writer.handle(body, dequeue_count=2) == "duplicate"
@@ -441,9 +441,9 @@ async def test_an_unreadable_message_is_logged_and_acknowledged(
     connection = own_azurite.connection_string
     async with (
         AuditQueue(connection, "audit") as queue,
-        TableAuditStore(connection, "audit") as store,
+        AuditTableSides(connection, "audit") as store,
     ):
-        host = FunctionsHost(connection, "audit", AuditWriter(store, queue))
+        host = FunctionsHost(connection, "audit", AuditWriter(store.writer, queue))
         try:
             await host.queue.create_queue()
             await host.queue.send_message(base64.b64encode(b"definitely not an entry").decode())
@@ -465,13 +465,13 @@ async def test_the_writer_raises_only_when_table_and_queue_are_both_down(
     connection = own_azurite.connection_string
     async with (
         AuditQueue(connection, "audit", timeout_seconds=2) as queue,
-        TableAuditStore(connection, "audit", timeout_seconds=2) as store,
+        AuditTableSides(connection, "audit", timeout_seconds=2) as store,
     ):
-        writer = AuditWriter(store, queue)
+        writer = AuditWriter(store.writer, queue)
         body = json.dumps(entry(1).to_message()).encode()
         own_azurite.stop_table()
         with pytest.raises(AuditStoreUnavailable, match="table audit"):
-            await store.append(entry(1))
+            await store.writer.append(entry(1))
         own_azurite.stop_queue()
         with pytest.raises(AuditRequeueFailed, match="would not take it back"):
             await writer.handle(body)

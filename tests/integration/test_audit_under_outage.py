@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from audit.table_store import TableAuditStore
 from devstack.dps_device_client import RegistrationResult
+from tests.integration.audit_tables import AuditTableSides
 from tests.integration.outage_fixtures import OutageStack, eventually
 
 pytestmark = pytest.mark.slow
@@ -61,10 +61,10 @@ def test_every_registration_has_exactly_one_decision_despite_a_table_outage(tmp_
 
 
 async def decisions_per_registration(stack: OutageStack, ids: list[str]) -> dict[str, int]:
-    store = TableAuditStore(stack.d["storage"]["connectionString"], "audit")
+    store = AuditTableSides(stack.d["storage"]["connectionString"], "audit")
     async with store:
         counts = {}
         for registration_id in ids:
-            timeline = await store.by_registration(registration_id, 50)
+            timeline = await store.timelines.by_registration(registration_id, 50)
             counts[registration_id] = sum(e.action in ALLOCATIONS for e in timeline.entries)
         return counts

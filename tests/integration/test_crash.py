@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.table_store import TableAuditStore
 from devstack.dps_device_client import RegistrationResult
+from tests.integration.audit_tables import AuditTableSides
 from tests.integration.outage_fixtures import OutageStack, eventually
 
 pytestmark = pytest.mark.slow
@@ -144,11 +144,11 @@ def dps_retries(log: Path) -> int:
 
 
 async def decisions(stack: OutageStack, ids: list[str]) -> dict[str, list[str]]:
-    store = TableAuditStore(stack.d["storage"]["connectionString"], "audit")
+    store = AuditTableSides(stack.d["storage"]["connectionString"], "audit")
     async with store:
         found: dict[str, list[str]] = {}
         for registration_id in ids:
-            timeline = await store.by_registration(registration_id, 50)
+            timeline = await store.timelines.by_registration(registration_id, 50)
             found[registration_id] = [str(entry.action) for entry in timeline.entries]
         return found
 

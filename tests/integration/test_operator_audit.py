@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from audit import AuditEntry
-from audit.table_store import TableAuditStore
 from devstack.azurite import ACCOUNT_KEY, AzuriteChild
+from tests.integration.audit_tables import AuditTableSides
 from tests.integration.azurite_fixtures import azurite, unique_name
 
 __all__ = ["azurite"]
@@ -44,9 +44,9 @@ class AuditTable:
 
     def add(self, *entries: AuditEntry) -> None:
         async def append() -> None:
-            async with TableAuditStore(self.connection_string, self.name) as store:
+            async with AuditTableSides(self.connection_string, self.name) as store:
                 for item in entries:
-                    await store.append(item)
+                    await store.writer.append(item)
 
         asyncio.run(append())
 

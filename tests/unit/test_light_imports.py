@@ -40,7 +40,9 @@ MAY_LOAD_SDKS = {
     # Adapters and the mechanics that wrap them.
     "asset_client.http_adapter",
     "audit.queue",
-    "audit.table_store",
+    "audit.table_access",
+    "audit.table_writer",
+    "audit.timeline",
     "audit.trail",
     "audit.writer",
     "resilience.breaker",
