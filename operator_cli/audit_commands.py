@@ -12,7 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from audit.errors import AuditStoreError
-from audit.table_store import MAX_LIMIT, TableAuditStore, Timeline
+from audit.table_access import AuditTable
+from audit.timeline import MAX_LIMIT, AuditTimelines, Timeline
 from operator_cli import config
 from operator_cli.audit_rendering import no_entries, timeline_json, timeline_table
 from operator_cli.errors import TableServiceError
@@ -115,13 +116,13 @@ def show_timeline(ctx: Context) -> int:
     return 0
 
 
-def _store(connection: config.StorageConnection, table: str) -> TableAuditStore:
-    return TableAuditStore(
-        connection.clients(timeout_seconds=TIMEOUT_SECONDS), table, owns_storage=True
+def _store(connection: config.StorageConnection, table: str) -> AuditTimelines:
+    return AuditTimelines(
+        AuditTable(connection.clients(timeout_seconds=TIMEOUT_SECONDS), table, owns_storage=True)
     )
 
 
-async def _read(store: TableAuditStore, subject: str, subject_id: str, limit: int) -> Timeline:
+async def _read(store: AuditTimelines, subject: str, subject_id: str, limit: int) -> Timeline:
     readers = {
         "device": store.by_device,
         "asset": store.by_asset,

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from audit.entry import AuditEntry
-from audit.table_store import Timeline
+from audit.timeline import Timeline
 from operator_cli.rendering import WIDE_TABLE_COLUMNS, printable
 
 KEY_DETAILS = ("role", "roleReason", "hubSelection", "hubReason", "reason", "outage", "detail")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.table_store import valid_table_name
+from audit.table_access import valid_table_name
 from observability import redact
 from operator_cli.errors import ConfigurationError
 from resilience.queue_port import QueueEncoding

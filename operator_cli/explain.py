@@ -24,7 +24,8 @@ from allocation.errors import AllocationError
 from asset_client import Asset, AssetError
 from asset_client.http_adapter import HttpAssetRepository
 from audit import AuditEntry
-from audit.table_store import TableAuditStore
+from audit.table_access import AuditTable
+from audit.timeline import AuditTimelines
 from operator_cli import config
 from operator_cli.errors import ConfigurationError, OperatorError
 from policies import Policy, PolicyError, load_policy
@@ -67,10 +68,12 @@ class Replay:
 def explain(ctx: Any) -> int:
     args = ctx.args
     connection = config.resolve_connection(args.connection_string, ctx.environ, ctx.cwd)
-    store = TableAuditStore(
-        connection.clients(timeout_seconds=10),
-        config.table_from(args.table, ctx.environ),
-        owns_storage=True,
+    store = AuditTimelines(
+        AuditTable(
+            connection.clients(timeout_seconds=10),
+            config.table_from(args.table, ctx.environ),
+            owns_storage=True,
+        )
     )
     policy = _policy(args.policy, ctx.environ)
     asset_url, asset_key = _asset_api(args.asset_api, ctx.environ, ctx.cwd)
@@ -83,7 +86,7 @@ def explain(ctx: Any) -> int:
 
 
 async def _replay(
-    store: TableAuditStore, registration_id: str, policy: Policy, url: str, key: str | None
+    store: AuditTimelines, registration_id: str, policy: Policy, url: str, key: str | None
 ) -> Replay:
     async with store:
         timeline = await store.by_registration(registration_id, 200)
