@@ -11,12 +11,10 @@ a while, so entries the table could not take come back later instead of at once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from resilience.durable_queue import StorageQueue
-from resilience.queue_port import QueueError, QueueRejected
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1
 """Azure Storage: a message's initial visibility timeout must be under seven days."""
@@ -49,31 +47,7 @@ class AuditQueue(StorageQueue):
     async def send_later(self, message: Mapping[str, Any], *, delay_seconds: int) -> None:
         if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
             raise ValueError(f"delay_seconds must be 0 to {MAX_DELAY_SECONDS}")
-        try:
-            text = self._encoded(message)
-            async with asyncio.timeout(self._timeout):
-                await self._send_kept(text, delay_seconds)
-        except TimeoutError as exc:
-            error = self._timed_out()
-            self._log_failure("timeout", str(error))
-            raise error from exc
-        except QueueError as exc:
-            self._log_failure(type(exc).__name__, str(exc))
-            raise
-
-    async def _send_kept(self, text: str, delay_seconds: int) -> None:
-        client = self._queue_client()
-        if not self._queue_exists:
-            await self._create_queue(client)
         options: dict[str, Any] = {"time_to_live": -1}
         if delay_seconds:
             options["visibility_timeout"] = delay_seconds
-        try:
-            await self._call(client.send_message(text, **options))
-        except QueueRejected as exc:
-            if exc.status != 404 or exc.code != "QueueNotFound":
-                raise
-            # Deleted since we created it: nothing landed, so sending again is safe.
-            self._queue_exists = False
-            await self._create_queue(client)
-            await self._call(client.send_message(text, **options))
+        await self._send(message, options)

@@ -10,14 +10,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from rich import box
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from audit.entry import AuditEntry
 from audit.timeline import Timeline
-from operator_cli.rendering import WIDE_TABLE_COLUMNS, printable
+from operator_cli.rendering import WIDE_TABLE_COLUMNS, listing_table, printable
 
 KEY_DETAILS = ("role", "roleReason", "hubSelection", "hubReason", "reason", "outage", "detail")
 """Shown first, in this order: why the device got its role and hub, or why it was refused."""
@@ -131,13 +129,8 @@ def timeline_table(
     caption = f"{count} entr{'ies' if count != 1 else 'y'}, oldest first"
     if timeline.maybe_more:
         caption += "; only the latest are shown, older ones exist (raise --limit)"
-    table = Table(
-        title=f"audit trail of {subject} {printable(subject_id)} (table {table_name})",
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    table = listing_table(
+        f"audit trail of {subject} {printable(subject_id)} (table {table_name})", caption
     )
     wide = width >= WIDE_TABLE_COLUMNS
     table.add_column("time", no_wrap=True)

@@ -33,6 +33,18 @@ _STATUS_STYLES = {
 }
 
 
+def listing_table(title: str, caption: str) -> Table:
+    """The frame every listing shares: title and caption left, a rule under the header."""
+    return Table(
+        title=title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+
+
 def printable(text: str) -> str:
     """Control and format characters (ESC, bidi overrides, ...) written as escapes."""
     return "".join(
@@ -129,14 +141,7 @@ def letters_table(listing: Listing, queue_name: str, width: int) -> RenderableTy
     caption = f"{count} message{'s' if count != 1 else ''}"
     if listing.maybe_more:
         caption += "; the limit was reached, more may be waiting (raise --limit)"
-    table = Table(
-        title=f"dead letters in queue {queue_name}",
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = listing_table(f"dead letters in queue {queue_name}", caption)
     wide = width >= WIDE_TABLE_COLUMNS
     table.add_column("id", no_wrap=True)
     table.add_column("dead-lettered at", overflow="fold", min_width=10)

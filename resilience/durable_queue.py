@@ -85,10 +85,14 @@ class StorageQueue(ClosedOnExit):
         self._create_lock = asyncio.Lock()
 
     async def send(self, message: Mapping[str, Any]) -> None:
+        await self._send(message, {})
+
+    async def _send(self, message: Mapping[str, Any], options: dict[str, Any]) -> None:
+        """Send with the SDK's send_message `options`; failures logged and typed."""
         try:
             text = self._encoded(message)
             async with asyncio.timeout(self._timeout):
-                message_id = await self._send_text(text)
+                message_id = await self._send_text(text, options)
         except TimeoutError as exc:
             error = self._timed_out()
             self._log_failure("timeout", str(error))
@@ -132,19 +136,19 @@ class StorageQueue(ClosedOnExit):
             )
         return text
 
-    async def _send_text(self, text: str) -> str:
+    async def _send_text(self, text: str, options: dict[str, Any]) -> str:
         client = self._queue_client()
         if not self._queue_exists:
             await self._create_queue(client)
         try:
-            sent = await self._call(client.send_message(text))
+            sent = await self._call(client.send_message(text, **options))
         except QueueRejected as exc:
             if exc.status != 404 or exc.code != "QueueNotFound":
                 raise
             # Deleted since we created it: a 404 means nothing landed, so sending again is safe.
             self._queue_exists = False
             await self._create_queue(client)
-            sent = await self._call(client.send_message(text))
+            sent = await self._call(client.send_message(text, **options))
         return str(sent.id)
 
     async def _create_queue(self, client: QueueClient) -> None:
