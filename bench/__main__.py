@@ -69,7 +69,7 @@ def _goals() -> list[Goal]:
 
 
 def goal_table() -> Table:
-    table = Table(title="goals (2-core machine; see README, Performance)")
+    table = Table(title="goals (2-core machine; see docs/performance.md)")
     for column in ("measure", "goal", "measured", ""):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for name, measure, figure, met, goal in _goals():

@@ -481,8 +481,8 @@ def print_summary(console: Console, description: dict[str, Any]) -> None:
         console.print(
             f"Core Tools settings: {_short(Path(core_tools))}\n"
             f"  cp {_short(Path(core_tools))} local.settings.json && func start\n"
-            "  (twin changes need IOT_HUB_EVENTS_CONNECTION set to a real Event Hub: see the "
-            "README, Run with Core Tools)"
+            "  (twin changes need IOT_HUB_EVENTS_CONNECTION set to a real Event Hub: see "
+            "docs/local-stack.md, Run with Core Tools)"
         )
     console.print("try:   .venv/bin/python -m devstack.simulate --devices 50 --via dps")
     console.print("Ctrl-C stops everything.")

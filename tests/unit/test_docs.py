@@ -5,7 +5,7 @@
 - Every citation of a section (the file name, a comma, then the heading in double quotes)
   names a heading of docs/contracts.md, and every link to an anchor of it names one that
   exists.
-- The links inside docs/contracts.md lead to files and README anchors that exist.
+- The links in the README and in docs/ lead to files and headings that exist.
 """
 
 from __future__ import annotations
@@ -123,16 +123,20 @@ def test_every_linked_anchor_exists() -> None:
     assert not missing, "these links name no anchor of docs/contracts.md:\n" + "\n".join(missing)
 
 
-def test_links_inside_the_contracts_lead_somewhere() -> None:
-    text = _text(CONTRACTS)
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_links_in_the_docs_lead_somewhere(document: Path) -> None:
+    text = _text(document)
     broken = []
     for match in _MARKDOWN_LINK.finditer(text):
         target = match.group(1)
         if re.match(r"[a-z]+:", target):
             continue  # an external URL
         file_part, _, anchor = target.partition("#")
-        path = (CONTRACTS.parent / file_part).resolve() if file_part else CONTRACTS
-        where = _where(CONTRACTS, text, match.start())
+        path = (document.parent / file_part).resolve() if file_part else document
+        where = _where(document, text, match.start())
         if not path.exists():
             broken.append(f"{where}: {target} (no such file)")
         elif (
@@ -141,4 +145,4 @@ def test_links_inside_the_contracts_lead_somewhere() -> None:
             and anchor not in {_slug(heading) for heading in _headings(path)}
         ):
             broken.append(f"{where}: {target} (no such heading)")
-    assert not broken, "broken links in docs/contracts.md:\n" + "\n".join(broken)
+    assert not broken, f"broken links in {document.relative_to(ROOT)}:\n" + "\n".join(broken)

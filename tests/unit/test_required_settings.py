@@ -62,9 +62,9 @@ def test_the_bindings_resolve_these_settings():
 
 def test_the_sample_sets_and_the_readme_requires_every_setting_a_binding_resolves():
     sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "configuration.md").read_text()
     for name in sorted(bound_settings()):
         assert sample.get(name), f"local.settings.sample.json must set {name}"
         row = re.search(rf"^\| `{re.escape(name)}` \| ([^|]+) \|", readme, flags=re.MULTILINE)
-        assert row is not None, f"README's configuration reference misses {name}"
-        assert row.group(1).startswith("yes (binding)"), f"README must mark {name} required"
+        assert row is not None, f"docs/configuration.md misses {name}"
+        assert row.group(1).startswith("yes (binding)"), f"docs/configuration.md must mark {name} required"
