@@ -21,7 +21,12 @@ from tests.unit.test_reconciler import fallback_twin, reconciler
 
 EAST = "hub-us-east.azure-devices.net"
 LOG = DeviceLog(logging.getLogger("allocation"), request_id="r")
-NOW = datetime.now(UTC)
+
+
+def now() -> datetime:
+    """Read at each use: a time fixed at collection would lag certificates issued later
+    (they are back-dated by only ten minutes) once a long run reaches this module."""
+    return datetime.now(UTC)
 
 
 class OrderedRepo(FakeAssetRepository):
@@ -42,9 +47,10 @@ def pending(
     old="dev-old",
     approved_serial="SN-NEW",
     approved_thumbprint=None,
-    approved_at=NOW,
+    approved_at="now",
     status="pendingReplacement",
 ):
+    approved_at = now() if approved_at == "now" else approved_at
     asset = make_asset(asset_id, device_id=old, status=status, provisioning_status="provisioned")
     document = asset.model_dump(by_alias=True)
     if status == "pendingReplacement":
@@ -161,7 +167,7 @@ SOMEONE_ELSES = "AA" * 32
         ),
         (pending(approved_serial=None), {"deviceId": "dev-old"}, "approval-unbound"),
         (
-            pending(approved_at=NOW - timedelta(hours=73)),
+            pending(approved_at=now() - timedelta(hours=73)),
             {"deviceId": "dev-old"},
             "approval-expired",
         ),
@@ -203,12 +209,12 @@ async def test_a_claim_without_a_valid_approval_for_this_hardware_is_refused_and
 
 async def test_an_unbound_approval_is_accepted_only_inside_the_policys_window(ca, demo_policy):
     windowed = with_replacement(demo_policy, unbound_approvals="window", unbound_window_minutes=15)
-    fresh = FakeAssetRepository(pending(approved_serial=None, approved_at=NOW))
+    fresh = FakeAssetRepository(pending(approved_serial=None, approved_at=now()))
     assert isinstance(
         await allocate(fresh, windowed, request(ca, claim={"deviceId": "dev-old"})), Allocated
     )
     stale = FakeAssetRepository(
-        pending(approved_serial=None, approved_at=NOW - timedelta(minutes=16))
+        pending(approved_serial=None, approved_at=now() - timedelta(minutes=16))
     )
     outcome = await allocate(stale, windowed, request(ca, claim={"deviceId": "dev-old"}))
     assert isinstance(outcome, Refused)
@@ -217,7 +223,7 @@ async def test_an_unbound_approval_is_accepted_only_inside_the_policys_window(ca
 
 
 async def test_the_ttl_comes_from_the_policy(ca, demo_policy):
-    repo = FakeAssetRepository(pending(approved_at=NOW - timedelta(hours=2)))
+    repo = FakeAssetRepository(pending(approved_at=now() - timedelta(hours=2)))
     short = with_replacement(demo_policy, approval_ttl_hours=1)
     outcome = await allocate(repo, short, request(ca, claim={"deviceId": "dev-old"}))
     assert isinstance(outcome, Refused)

@@ -67,4 +67,6 @@ def test_the_sample_sets_and_the_readme_requires_every_setting_a_binding_resolve
         assert sample.get(name), f"local.settings.sample.json must set {name}"
         row = re.search(rf"^\| `{re.escape(name)}` \| ([^|]+) \|", readme, flags=re.MULTILINE)
         assert row is not None, f"docs/configuration.md misses {name}"
-        assert row.group(1).startswith("yes (binding)"), f"docs/configuration.md must mark {name} required"
+        assert row.group(1).startswith("yes (binding)"), (
+            f"docs/configuration.md must mark {name} required"
+        )

@@ -206,5 +206,7 @@ def test_every_field_has_one_owner_and_the_readme_documents_it():
     assert len(paths) == len(set(paths))
     readme = (Path(__file__).resolve().parents[2] / "docs" / "sync.md").read_text()
     for rule in FIELD_OWNERSHIP:
-        assert f"`{rule.twin_name}`" in readme, f"docs/sync.md's ownership table misses {rule.twin_name}"
+        assert f"`{rule.twin_name}`" in readme, (
+            f"docs/sync.md's ownership table misses {rule.twin_name}"
+        )
     assert {rule.owner for rule in FIELD_OWNERSHIP} == set(Owner)
