@@ -1,0 +1,93 @@
+// One IoT hub: twin changes routed to the app's event hub (identity-based), device telemetry
+// kept on the built-in endpoint, and the app's identity allowed to manage devices and twins on
+// this hub alone.
+
+param name string
+param location string
+param tags object
+param skuName string
+param units int
+@description('Resource id of the user-assigned identity the hub routes with; it must already hold Azure Event Hubs Data Sender on the event hub.')
+param routingIdentityId string
+param eventHubsNamespace string
+param eventHubName string
+param appPrincipalId string
+
+var iotHubRegistryContributor = '4ea46cd5-c1b2-4a8e-910b-273211f9ce47'
+var iotHubTwinContributor = '494bdba2-168f-4f31-a0a1-191d2f7c028c'
+var twinEndpoint = 'app-twin-changes'
+
+resource hub 'Microsoft.Devices/IotHubs@2023-06-30' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: skuName
+    capacity: units
+  }
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${routingIdentityId}': {}
+    }
+  }
+  properties: {
+    // Devices attest with X.509, never with a SAS token. Local auth (the hub's shared access
+    // policies) stays on: DPS links a hub with a policy's connection string.
+    disableDeviceSAS: true
+    disableModuleSAS: true
+    disableLocalAuth: false
+    minTlsVersion: '1.2'
+    routing: {
+      endpoints: {
+        eventHubs: [
+          {
+            name: twinEndpoint
+            authenticationType: 'identityBased'
+            identity: {
+              userAssignedIdentity: routingIdentityId
+            }
+            endpointUri: 'sb://${eventHubsNamespace}.servicebus.windows.net'
+            entityPath: eventHubName
+          }
+        ]
+      }
+      routes: [
+        {
+          name: 'twin-changes-to-app'
+          source: 'TwinChangeEvents'
+          condition: 'true'
+          endpointNames: [twinEndpoint]
+          isEnabled: true
+        }
+      ]
+      // A custom route takes device messages off the built-in endpoint unless the fallback
+      // route stays on: telemetry keeps flowing to `events` as before.
+      fallbackRoute: {
+        name: '$fallback'
+        source: 'DeviceMessages'
+        condition: 'true'
+        endpointNames: ['events']
+        isEnabled: true
+      }
+    }
+  }
+}
+
+var appRoles = [iotHubRegistryContributor, iotHubTwinContributor]
+
+resource appRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in appRoles: {
+    name: guid(hub.id, appPrincipalId, role)
+    scope: hub
+    properties: {
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    }
+  }
+]
+
+output name string = hub.name
+output hostName string = hub.properties.hostName
+output location string = hub.location
