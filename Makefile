@@ -18,6 +18,10 @@ NODE_STAMP := node_modules/.package-lock.json
 # The lock tool lives in a venv of its own under .venv, never in the project's environment.
 LOCK_TOOLS := $(VENV)/lock-tools
 UV_VERSION := 0.13.10
+# checkov scans infra/ (make lint-infra) from a venv of its own under .venv: its dependencies
+# conflict with the project's. Its pycep-parser pin is the project's dev extra (pyproject.toml).
+INFRA_TOOLS := $(VENV)/infra-tools
+CHECKOV_VERSION := 3.3.30
 APP_PACKAGES := allocation policies messages roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py app_errors.py
 
 # What `make test313` runs on Python 3.13: the unit tests and the tests that index the app or
@@ -31,7 +35,7 @@ HOST_TESTS := tests/unit \
 	tests/integration/test_twin_change_notifications.py \
 	tests/integration/test_devstack_stack.py
 
-.PHONY: install lock run test test313 test-fast lint typecheck pytest pytest-host bench chaos format clean
+.PHONY: install lock lint-infra run test test313 test-fast lint typecheck pytest pytest-host bench chaos format clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -84,6 +88,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
+# checkov over the Bicep; each suppression in infra/ carries its reason (tests/unit/test_infra.py
+# checks that, and that the Bicep parses and sets the settings the app reads). --skip-download:
+# no call to Prisma Cloud.
+lint-infra: $(INFRA_TOOLS)/.checkov-$(CHECKOV_VERSION)
+	$(INFRA_TOOLS)/bin/checkov --directory infra --framework bicep --skip-download --compact --quiet
+
+$(INFRA_TOOLS)/.checkov-$(CHECKOV_VERSION):
+	test -x $(INFRA_TOOLS)/bin/python || $(PYTHON) -m venv $(INFRA_TOOLS)
+	$(INFRA_TOOLS)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
 typecheck: install
 	$(BIN)/mypy --strict $(APP_PACKAGES)
 	$(BIN)/mypy devstack bench tests
@@ -91,7 +106,7 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint lint-infra typecheck pytest
 
 # The quick loop: everything but the tests marked slow (crash, chaos, journeys, outages, HTTP fuzz).
 test-fast: install
