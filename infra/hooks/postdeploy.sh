@@ -24,6 +24,7 @@ FUNCTION_NAME=asset_changed
 SUBSCRIPTION_NAME=asset-changed
 PYTHON=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
 ATTEMPTS=${FUNCTION_WAIT_ATTEMPTS:-30}
+WAIT_SECONDS=${FUNCTION_WAIT_SECONDS:-10}
 
 # A fresh deployment indexes its functions a little after azd returns.
 for attempt in $(seq 1 "$ATTEMPTS"); do
@@ -35,7 +36,7 @@ for attempt in $(seq 1 "$ATTEMPTS"); do
     echo "postdeploy: function $FUNCTION_NAME not found on $FUNCTION_APP_NAME; see its logs in Application Insights" >&2
     exit 1
   fi
-  sleep 10
+  sleep "$WAIT_SECONDS"
 done
 
 echo "postdeploy: subscribing $FUNCTION_NAME to the asset events topic"
