@@ -9,6 +9,7 @@
 - The queues and the table the Bicep creates are the ones those settings and the queue
   triggers name.
 - Every checkov suppression in the Bicep says why.
+- No role is granted beyond the listed data-plane roles, and none at the resource group's scope.
 """
 
 from __future__ import annotations
@@ -107,21 +108,6 @@ def bound_settings() -> frozenset[str]:
     return frozenset(names)
 
 
-def object_keys(expression: Any) -> Iterator[str]:
-    """The keys of every object literal an expression can evaluate to, through union() and
-    conditionals: the names a settings object can hold. Values are not entered."""
-    if not isinstance(expression, dict):
-        return
-    if set(expression) == {"function"}:
-        for argument in expression["function"]["parameters"].values():
-            yield from object_keys(argument)
-    elif set(expression) == {"operator"}:
-        for operand in expression["operator"]["operands"].values():
-            yield from object_keys(operand)
-    else:
-        yield from (key.strip("'") for key in expression)
-
-
 def resolve(expression: Any, names: Mapping[str, Any]) -> Any:
     """A bare identifier, through `names` (variables or module params), until it is not one.
     A module parameter often has its variable's name: each name is followed once."""
@@ -132,38 +118,44 @@ def resolve(expression: Any, names: Mapping[str, Any]) -> Any:
     return expression
 
 
+def object_entries(expression: Any, variables: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The entries of every object literal an expression can evaluate to, through variables,
+    union() and conditionals: every name a settings object can hold. Values are not entered."""
+    expression = resolve(expression, variables)
+    if not isinstance(expression, dict):
+        return
+    if set(expression) == {"function"}:
+        children = expression["function"]["parameters"].values()
+    elif set(expression) == {"operator"}:
+        children = expression["operator"]["operands"].values()
+    else:
+        yield from ((key.strip("'"), value) for key, value in expression.items())
+        return
+    for child in children:
+        yield from object_entries(child, variables)
+
+
+def variables_of(path: Path) -> dict[str, Any]:
+    return {name: var["value"] for name, var in parsed(path)["variables"].items()}
+
+
 def function_app_settings() -> dict[str, Any]:
     """The app settings the Function App gets: name -> its expression (every branch merged)."""
-    module = parsed(FUNCTION_APP)
     configs = [
         resource["config"]
-        for resource in module["resources"].values()
+        for resource in parsed(FUNCTION_APP)["resources"].values()
         if resource["type"] == "Microsoft.Web/sites/config"
         and resource["config"]["name"] == "appsettings"
     ]
     assert len(configs) == 1, "the Function App has one appsettings resource"
-    variables = {name: var["value"] for name, var in module["variables"].items()}
-    merged: dict[str, Any] = {}
-    pending = [resolve(configs[0]["properties"], variables)]
-    while pending:
-        expression = resolve(pending.pop(), variables)
-        if isinstance(expression, dict) and set(expression) & {"function", "operator"}:
-            inner = expression.get("function", {}).get("parameters") or expression.get(
-                "operator", {}
-            ).get("operands", {})
-            pending.extend(inner.values())
-        elif isinstance(expression, dict):
-            merged.update({key.strip("'"): value for key, value in expression.items()})
-    return merged
+    return dict(object_entries(configs[0]["properties"], variables_of(FUNCTION_APP)))
 
 
 def main_value(setting: str) -> Any:
     """A setting's value as main.bicep gives it: through the module's parameter to main's
     variable (only settings fed that way resolve to a literal)."""
-    main = parsed(MAIN)
-    params = main["modules"][FUNCTION_APP_MODULE]["config"]["params"]
-    variables = {name: var["value"] for name, var in main["variables"].items()}
-    return resolve(resolve(function_app_settings()[setting], params), variables)
+    params = parsed(MAIN)["modules"][FUNCTION_APP_MODULE]["config"]["params"]
+    return resolve(resolve(function_app_settings()[setting], params), variables_of(MAIN))
 
 
 def interpolated(text: str, variables: Mapping[str, Any]) -> str:
@@ -232,14 +224,15 @@ def test_identity_based_connections_name_the_user_assigned_identity():
 
 
 def test_the_asset_api_is_reached_by_exactly_one_of_audience_or_key():
-    variables = {name: var["value"] for name, var in parsed(FUNCTION_APP)["variables"].items()}
+    variables = variables_of(FUNCTION_APP)
     choice = variables["assetApiAuth"]["operator"]
     assert choice["type"] == "conditional"
-    branches = {
-        frozenset(object_keys(choice["operands"][side])) for side in ("true_value", "false_value")
-    }
-    assert branches == {frozenset({"ASSET_API_KEY"}), frozenset({"ASSET_API_AUDIENCE"})}
-    key = resolve(choice["operands"]["true_value"]["ASSET_API_KEY"], variables)
+    branches = [
+        dict(object_entries(choice["operands"][side], variables))
+        for side in ("true_value", "false_value")
+    ]
+    assert [set(branch) for branch in branches] == [{"ASSET_API_KEY"}, {"ASSET_API_AUDIENCE"}]
+    key = resolve(branches[0]["ASSET_API_KEY"], variables)
     assert key.startswith("@Microsoft.KeyVault("), "the key is a Key Vault reference"
 
 
@@ -254,9 +247,8 @@ def test_storage_names_are_the_app_defaults():
 
 
 def test_the_queues_the_triggers_read_and_the_audit_table_exist():
-    main = parsed(MAIN)
-    variables = {name: var["value"] for name, var in main["variables"].items()}
-    storage = main["modules"][STORAGE_MODULE]["config"]["params"]
+    variables = variables_of(MAIN)
+    storage = parsed(MAIN)["modules"][STORAGE_MODULE]["config"]["params"]
     created = {
         interpolated(resolve(queue, variables), variables) for queue in storage["queueNames"]
     }
@@ -281,3 +273,43 @@ def test_every_checkov_suppression_says_why():
             reason = (match["reason"] or "").strip()
             assert len(reason) >= 20, f"{path.name}:{number}: {match['check']} needs a reason"
     assert found, "the suppressions are found (the pattern matches the files' syntax)"
+
+
+# Every role the template may grant (ids from Microsoft's "Azure built-in roles" page): the app's
+# identity, the hubs' identity, the operator running azd and the asset system's publisher.
+GRANTABLE_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
+    "2b629674-e913-4c01-ae53-ef4638d8f975": "Azure Event Hubs Data Sender",
+    "4ea46cd5-c1b2-4a8e-910b-273211f9ce47": "IoT Hub Registry Contributor",
+    "494bdba2-168f-4f31-a0a1-191d2f7c028c": "IoT Hub Twin Contributor",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "dfce44e4-17b7-4bd1-a6d1-04996ec95633": "Device Provisioning Service Data Contributor",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
+}
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def test_only_the_listed_data_roles_are_granted():
+    found = {guid.lower() for path in bicep_files() for guid in _GUID.findall(path.read_text())}
+    assert found, "the role ids are found"
+    assert found <= set(GRANTABLE_ROLES), (
+        f"not a role the template may grant: {found - set(GRANTABLE_ROLES)}"
+    )
+
+
+def test_every_role_assignment_is_scoped_to_one_resource():
+    assignments = 0
+    for path in bicep_files():
+        for name, resource in parsed(path)["resources"].items():
+            if resource["type"] != "Microsoft.Authorization/roleAssignments":
+                continue
+            assignments += 1
+            config = resource["config"]
+            body = config.get("config", config)  # a loop or a condition wraps the body
+            assert "scope" in body, f"{path.name}: {name} would apply to the whole resource group"
+    assert assignments >= 8
