@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.asset_service import validation
+from devstack.asset_service import preconditions, validation
 from devstack.processes import Child, stop_children
 from tests.integration.asset_service_fixtures import (
     READ_ONLY_KEY,
@@ -758,6 +758,16 @@ def test_openapi_document_matches_the_service(sync_client: httpx.Client) -> None
         ("AssetType", validation.ASSET_TYPE_PATTERN),
     ):
         assert schemas[name]["pattern"] == f"^{pattern.pattern}$", name
+    for name, pattern in (
+        ("SerialNumber", validation.PRINTABLE_PATTERN),
+        ("DeviceReason", validation.PRINTABLE_PATTERN),
+        ("Location", validation.TEXT_PATTERN),
+        ("Reason", validation.TEXT_PATTERN),
+    ):
+        assert schemas[name]["pattern"] == f"^{pattern.pattern}$", name
+    entity_tags = {alternative.get("const") for alternative in schemas["EntityTags"]["anyOf"]}
+    tag_list = schemas["EntityTags"]["anyOf"][1]["pattern"]
+    assert (entity_tags, tag_list) == ({"*", None}, f"^{preconditions.ENTITY_TAG_LIST.pattern}$")
     event = sync_client.get("/assets/AST-1003/history").json()["items"][0]
     assert set(schemas["HistoryEvent"]["required"]) <= set(event)
     assert event["type"] in schemas["HistoryEvent"]["properties"]["type"]["enum"]
