@@ -21,7 +21,13 @@ from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
 
 REPO = Path(__file__).resolve().parents[2]
-NOW = datetime.now(UTC)
+
+
+def now() -> datetime:
+    """Read at each check, as the devstack authority stamps a certificate when it issues it:
+    a time read at import lags the certificates by as long as the suite ran before this module
+    (over 10 minutes in make test, past their 10-minute back-dating)."""
+    return datetime.now(UTC)
 
 
 def pinned(*cas: TestCertificateAuthority, **kwargs) -> TrustPolicy:
@@ -32,7 +38,7 @@ def test_nothing_pinned_serves_every_group_and_issuer(ca):
     trust = TrustPolicy()
     check_enrollment(trust, group_id="anything", individual=False)
     check_enrollment(trust, group_id=None, individual=True)
-    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=now())
 
 
 def test_pinned_groups_refuse_other_groups_and_individual_enrollments():
@@ -50,10 +56,10 @@ def test_pinned_groups_refuse_other_groups_and_individual_enrollments():
 
 def test_a_leaf_from_a_pinned_ca_verifies_and_one_from_another_ca_does_not(ca):
     trust = pinned(ca)
-    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=now())
     stranger = TestCertificateAuthority("Someone Else's CA")
     with pytest.raises(UntrustedIssuer) as caught:
-        check_issuer(trust, [stranger.issue_device("dev-1").certificate], now=NOW)
+        check_issuer(trust, [stranger.issue_device("dev-1").certificate], now=now())
     assert caught.value.field == "deviceRuntimeContext.x509.clientCertificate"
     assert "trust.issuing_cas" in caught.value.public
 
@@ -61,24 +67,24 @@ def test_a_leaf_from_a_pinned_ca_verifies_and_one_from_another_ca_does_not(ca):
 def test_a_ca_named_like_the_pinned_one_but_with_another_key_does_not_verify(ca):
     impostor = TestCertificateAuthority(ca.name)  # same subject, different key
     with pytest.raises(UntrustedIssuer):
-        check_issuer(pinned(ca), [impostor.issue_device("dev-1").certificate], now=NOW)
+        check_issuer(pinned(ca), [impostor.issue_device("dev-1").certificate], now=now())
 
 
 def test_validity_is_checked_against_the_clock(ca):
     expired = ca.issue_device(
-        "dev-1", not_before=NOW - timedelta(days=10), not_after=NOW - timedelta(days=1)
+        "dev-1", not_before=now() - timedelta(days=10), not_after=now() - timedelta(days=1)
     )
     with pytest.raises(UntrustedIssuer):
-        check_issuer(pinned(ca), [expired.certificate], now=NOW)
+        check_issuer(pinned(ca), [expired.certificate], now=now())
 
 
 def test_an_intermediate_presented_in_the_chain_links_the_leaf_to_the_pinned_root(ca):
     intermediate = ca.issue_intermediate()
     leaf = intermediate.issue_device("dev-1").certificate
     trust = pinned(ca)
-    check_issuer(trust, [leaf, intermediate.issued.certificate], now=NOW)
+    check_issuer(trust, [leaf, intermediate.issued.certificate], now=now())
     with pytest.raises(UntrustedIssuer):
-        check_issuer(trust, [leaf], now=NOW)  # the chain is broken without it
+        check_issuer(trust, [leaf], now=now())  # the chain is broken without it
 
 
 def test_a_thumbprint_pin_anchors_at_the_certificate_the_chain_carries(ca):
@@ -86,20 +92,20 @@ def test_a_thumbprint_pin_anchors_at_the_certificate_the_chain_carries(ca):
     leaf = intermediate.issue_device("dev-1").certificate
     thumbprint = intermediate.issued.sha256_thumbprint
     trust = TrustPolicy(issuing_cas=(f"sha256:{thumbprint.lower()}",))
-    check_issuer(trust, [leaf, intermediate.issued.certificate], now=NOW)
+    check_issuer(trust, [leaf, intermediate.issued.certificate], now=now())
     with pytest.raises(UntrustedIssuer):
-        check_issuer(trust, [leaf], now=NOW)
+        check_issuer(trust, [leaf], now=now())
     other = TestCertificateAuthority()
     with pytest.raises(UntrustedIssuer):
         check_issuer(
-            trust, [other.issue_device("x").certificate, other.issued.certificate], now=NOW
+            trust, [other.issue_device("x").certificate, other.issued.certificate], now=now()
         )
 
 
 def test_without_a_certificate_pins_apply_only_when_the_policy_requires_one(ca):
-    check_issuer(pinned(ca), [], now=NOW)
+    check_issuer(pinned(ca), [], now=now())
     with pytest.raises(CertificateRequired):
-        check_issuer(pinned(ca, require_certificate=True), [], now=NOW)
+        check_issuer(pinned(ca, require_certificate=True), [], now=now())
 
 
 def test_require_certificate_without_cas_is_a_policy_error():
@@ -115,7 +121,7 @@ def test_the_policy_file_reads_ca_files_relative_to_itself(ca, tmp_path):
     (tmp_path / "policy.toml").write_text(text)
     trust = load_policy(tmp_path / "policy.toml").trust
     assert trust.pins_issuers
-    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=NOW)
+    check_issuer(trust, [ca.issue_device("dev-1").certificate], now=now())
 
 
 @pytest.mark.parametrize(
