@@ -21,7 +21,13 @@ from tests.unit.test_reconciler import fallback_twin, reconciler
 
 EAST = "hub-us-east.azure-devices.net"
 LOG = DeviceLog(logging.getLogger("allocation"), request_id="r")
-NOW = datetime.now(UTC)
+
+
+def now() -> datetime:
+    """Read when a test builds its approval: the allocation judges it against the clock at that
+    moment, and a time read at import lags by as long as the suite ran before this module (near
+    15 minutes in make test, the unbound-approval window tested below)."""
+    return datetime.now(UTC)
 
 
 class OrderedRepo(FakeAssetRepository):
@@ -42,7 +48,7 @@ def pending(
     old="dev-old",
     approved_serial="SN-NEW",
     approved_thumbprint=None,
-    approved_at=NOW,
+    approved_at=...,  # now, when the test builds it; None: an approval without a date
     status="pendingReplacement",
 ):
     asset = make_asset(asset_id, device_id=old, status=status, provisioning_status="provisioned")
@@ -53,7 +59,7 @@ def pending(
             "approvedSerial": approved_serial,
             "approvedThumbprint": approved_thumbprint,
             "reason": "screen cracked",
-            "approvedAt": approved_at,
+            "approvedAt": now() if approved_at is ... else approved_at,
         }
     return Asset.model_validate(document)
 
@@ -161,7 +167,7 @@ SOMEONE_ELSES = "AA" * 32
         ),
         (pending(approved_serial=None), {"deviceId": "dev-old"}, "approval-unbound"),
         (
-            pending(approved_at=NOW - timedelta(hours=73)),
+            pending(approved_at=now() - timedelta(hours=73)),
             {"deviceId": "dev-old"},
             "approval-expired",
         ),
@@ -203,12 +209,12 @@ async def test_a_claim_without_a_valid_approval_for_this_hardware_is_refused_and
 
 async def test_an_unbound_approval_is_accepted_only_inside_the_policys_window(ca, demo_policy):
     windowed = with_replacement(demo_policy, unbound_approvals="window", unbound_window_minutes=15)
-    fresh = FakeAssetRepository(pending(approved_serial=None, approved_at=NOW))
+    fresh = FakeAssetRepository(pending(approved_serial=None, approved_at=now()))
     assert isinstance(
         await allocate(fresh, windowed, request(ca, claim={"deviceId": "dev-old"})), Allocated
     )
     stale = FakeAssetRepository(
-        pending(approved_serial=None, approved_at=NOW - timedelta(minutes=16))
+        pending(approved_serial=None, approved_at=now() - timedelta(minutes=16))
     )
     outcome = await allocate(stale, windowed, request(ca, claim={"deviceId": "dev-old"}))
     assert isinstance(outcome, Refused)
@@ -217,7 +223,7 @@ async def test_an_unbound_approval_is_accepted_only_inside_the_policys_window(ca
 
 
 async def test_the_ttl_comes_from_the_policy(ca, demo_policy):
-    repo = FakeAssetRepository(pending(approved_at=NOW - timedelta(hours=2)))
+    repo = FakeAssetRepository(pending(approved_at=now() - timedelta(hours=2)))
     short = with_replacement(demo_policy, approval_ttl_hours=1)
     outcome = await allocate(repo, short, request(ca, claim={"deviceId": "dev-old"}))
     assert isinstance(outcome, Refused)
