@@ -583,7 +583,14 @@ async def test_read_only_key_reads_but_cannot_write(asset_service: Child) -> Non
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     headers = {"content-type": "application/json"}
-    bodies = (b'{"serialNumber": ', b"", b"\xff\xfe{", b'{"a": NaN}', b"[" * 100_000)
+    bodies = (
+        b'{"serialNumber": ',
+        b"",
+        b"\xff\xfe{",
+        b'{"a": NaN}',
+        b"[" * 100_000,
+        b'{"serialNumber": "S", "assetType": "t", "location": "a\\ud800b"}',
+    )
     responses = await asyncio.gather(
         *(client.put(f"/assets/{unique('T')}", content=raw, headers=headers) for raw in bodies)
     )
