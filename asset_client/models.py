@@ -21,6 +21,7 @@ _Text128 = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 _THUMBPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+_SHA1_HEX_DIGITS = 40
 
 
 def normalized_thumbprint(value: str) -> str:
@@ -96,3 +97,15 @@ class DeviceLink(_Model):
     device_reason: str | None = Field(None, alias="deviceReason", max_length=256)
     """What the device claimed as its reason: untrusted, sanitised, kept apart from the
     technician's reason on the approval."""
+
+    def body(self) -> dict[str, Any]:
+        """The request body. A SHA-1 goes once: when it is the `thumbprint` (no SHA-256 known),
+        the API refuses it again as `sha1Thumbprint`."""
+        body = self.model_dump(by_alias=True, exclude_none=True)
+        sha1_is_thumbprint = (
+            self.thumbprint is not None
+            and len(normalized_thumbprint(self.thumbprint)) == _SHA1_HEX_DIGITS
+        )
+        if sha1_is_thumbprint:
+            body.pop("sha1Thumbprint", None)
+        return body

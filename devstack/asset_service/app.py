@@ -32,11 +32,11 @@ from .seed import load_fleet
 from .service import AssetService, Clock
 from .store import DATABASE_FILE, AssetStore
 from .validation import (
-    parse_asset_body,
+    check_patch,
     parse_asset_id,
     parse_link_request,
     parse_list_query,
-    reject_read_only,
+    parse_put_body,
 )
 
 
@@ -85,7 +85,7 @@ class AssetRoutes:
             if_match=parse_entity_tags("If-Match", request.headers.get("if-match")),
             if_none_match=parse_entity_tags("If-None-Match", request.headers.get("if-none-match")),
         )
-        draft = parse_asset_body(await read_json(request), asset_id)
+        draft = parse_put_body(await read_json(request), asset_id)
         asset, created = self._service.put(asset_id, draft, conditions)
         response = asset_response(asset, 201 if created else 200)
         if created:
@@ -101,7 +101,7 @@ class AssetRoutes:
                 'PATCH needs If-Match with the ETag of the version you edited, e.g. "3" '
                 f"(GET /assets/{asset_id} returns it)",
             )
-        patch = reject_read_only(await read_json(request, media_types=(MERGE_PATCH_JSON, JSON)))
+        patch = check_patch(await read_json(request, media_types=(MERGE_PATCH_JSON, JSON)))
         asset = self._service.patch(asset_id, patch, if_match)
         return asset_response(asset)
 

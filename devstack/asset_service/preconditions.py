@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from .problems import invalid
 
-_ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*')
+# RFC 9110's If-Match / If-None-Match: `*`, or a comma-separated list of entity tags, each
+# optionally weak (W/), its opaque part printable ASCII without `"`; spaces or tabs around commas.
+# asset_client/openapi.yaml documents the list's pattern; a value that is neither is a 400.
+_ETAG = r'(?:W/)?"[\x21\x23-\x7E]*"'
+ENTITY_TAG_LIST = re.compile(rf"[ \t]*{_ETAG}(?:[ \t]*,[ \t]*{_ETAG})*[ \t]*")
+_ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7E]*)"')
 
 
 @dataclass(frozen=True)
@@ -31,15 +36,13 @@ def parse_entity_tags(header: str, value: str | None) -> EntityTags | None:
     """None when the header is absent; 400 when it is neither `*` nor quoted tags like "3"."""
     if value is None:
         return None
-    if value.strip() == "*":
+    if value.strip(" \t") == "*":
         return EntityTags(any=True)
-    tags: list[tuple[bool, str]] = []
-    for part in value.split(","):
-        match = _ENTITY_TAG.fullmatch(part)
-        if match is None:
-            raise invalid(header, 'must be * or a list of quoted ETags such as "3"')
-        tags.append((match.group(1) is not None, match.group(2)))
-    return EntityTags(any=False, tags=tuple(tags))
+    if not ENTITY_TAG_LIST.fullmatch(value):
+        raise invalid(header, 'must be * or a list of quoted ETags such as "3"')
+    # A tag may hold a comma, so the tags are found between their quotes, not split on commas.
+    tags = tuple((m.group(1) is not None, m.group(2)) for m in _ENTITY_TAG.finditer(value))
+    return EntityTags(any=False, tags=tags)
 
 
 @dataclass(frozen=True)

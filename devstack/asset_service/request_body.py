@@ -32,6 +32,8 @@ def _explain(exc: Exception) -> str:
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     if isinstance(exc, UnicodeDecodeError):
         return "it is not UTF-8 text"
+    if isinstance(exc, UnicodeEncodeError):
+        return "a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape)"
     if isinstance(exc, RecursionError):
         return "it is nested too deeply"
     return str(exc)
@@ -60,7 +62,10 @@ async def read_json(request: Request, *, media_types: tuple[str, ...] = (JSON,))
     if size > MAX_BODY_BYTES:
         raise _too_large()
     try:
-        return json.loads(b"".join(chunks), parse_constant=_reject_constant)
+        body = json.loads(b"".join(chunks), parse_constant=_reject_constant)
+        # JSON lets a string escape half a surrogate pair (\ud800); no UTF-8 text holds one, so
+        # it could not be stored or sent on (I-JSON, RFC 7493, refuses it too).
+        json.dumps(body, ensure_ascii=False).encode()
     except (ValueError, RecursionError) as exc:
         raise Problem(
             400,
@@ -68,3 +73,4 @@ async def read_json(request: Request, *, media_types: tuple[str, ...] = (JSON,))
             type_=problems.MALFORMED_BODY,
             title="Malformed request body",
         ) from None
+    return body

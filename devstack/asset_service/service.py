@@ -52,6 +52,16 @@ def _stale(asset_id: str, sent: str, current: Asset | None) -> Problem:
     )
 
 
+def _approval_conflict(detail: str) -> Problem:
+    return Problem(
+        409,
+        detail,
+        type_=problems.REPLACEMENT_CONFLICT,
+        title="Replacement does not fit the asset",
+        extensions={"field": "replacement"},
+    )
+
+
 class AssetService:
     """Rules of the asset API over an AssetStore; raises Problem for every refusal.
 
@@ -121,7 +131,7 @@ class AssetService:
             return self._write(tx, asset_id, draft, current), current is None
 
     def patch(self, asset_id: str, patch: dict[str, Any], if_match: EntityTags) -> Asset:
-        """Apply a merge patch the caller already checked for read-only members."""
+        """Apply a merge patch the caller already checked (validation.check_patch)."""
         with self._store.transaction(write=True) as tx:
             current = tx.get(asset_id)
             if current is None:
@@ -129,6 +139,14 @@ class AssetService:
             if not if_match.strong_match(current.version):
                 raise _stale(asset_id, if_match.describe(), current)
             merged = apply_merge_patch(current.to_json(), patch)
+            if "status" in patch and "replacement" not in patch:
+                merged["replacement"] = None  # leaving pendingReplacement withdraws the approval
+            terms = merged.get("replacement")
+            if isinstance(terms, dict) and not {"oldDeviceId", "reason"} <= terms.keys():
+                raise _approval_conflict(
+                    f"asset {asset_id} has no approval to amend: send the replacement's "
+                    "oldDeviceId and reason"
+                )
             draft = parse_asset_body(merged, asset_id)
             return self._write(tx, asset_id, draft, current)
 
@@ -146,6 +164,12 @@ class AssetService:
     ) -> Asset:
         if current is not None and current.draft.same_content(draft):
             return current
+        if draft.replacement is not None and draft.replacement.old_device_id != draft.device_id:
+            linked = "no device" if draft.device_id is None else f"device {draft.device_id}"
+            raise _approval_conflict(
+                f"the replacement's oldDeviceId {draft.replacement.old_device_id} is not the "
+                f"device linked to asset {asset_id} (it has {linked})"
+            )
         owner = tx.asset_with_serial(draft.serial_number)
         if owner is not None and owner != asset_id:
             raise Problem(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +43,17 @@ THUMBPRINT_PATTERN = re.compile(
     f"(?:(?:{_DIGIT_AND_SEPARATOR}){{39}}|(?:{_DIGIT_AND_SEPARATOR}){{63}})[0-9A-Fa-f]"
 )
 THUMBPRINT_SEPARATORS = re.compile("[: ]")
+# Free text (location, an approval's reason): anything but the C0 and C1 control characters
+# (Unicode category Cc), which would break log lines. A character class, not a category test, so
+# that asset_client/openapi.yaml states the same rule as a pattern any adapter's regex engine reads.
+TEXT_PATTERN = re.compile(r"[^\u0000-\u001F\u007F-\u009F]*")
+# Serial numbers and what a device says about itself: also no invisible or direction-changing
+# formatting (soft hyphen, zero-width and bidi controls, BOM, interlinear annotations), no line
+# or paragraph separators, no spaces other than U+0020.
+PRINTABLE_PATTERN = re.compile(
+    r"[^\u0000-\u001F\u007F-\u00A0\u00AD\u061C\u1680\u180E\u2000-\u200F\u2028-\u202F"
+    r"\u205F-\u206F\u3000\uFEFF\uFFF9-\uFFFB]*"
+)
 
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 MAX_REASON_CHARS = 1024
@@ -78,10 +88,6 @@ def parse_asset_id(raw: str, field: str = "assetId") -> str:
     return raw
 
 
-def _has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
 def _asset_type(value: Any) -> str:
     if not isinstance(value, str) or not ASSET_TYPE_PATTERN.fullmatch(value):
         raise invalid("assetType", "must be 1 to 64 ASCII letters, digits or . _ -")
@@ -89,8 +95,12 @@ def _asset_type(value: Any) -> str:
 
 
 def _serial(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 128 or not value.isprintable():
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
         raise invalid(field, "must be a string of 1 to 128 printable characters")
+    if not PRINTABLE_PATTERN.fullmatch(value):
+        raise invalid(
+            field, "must contain only printable characters (no control or format characters)"
+        )
     return value
 
 
@@ -119,7 +129,7 @@ def normalize_thumbprint(value: Any, field: str, *, sha1_only: bool = False) -> 
 def _text(value: Any, field: str, max_chars: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
         raise invalid(field, f"must be a string of 1 to {max_chars} characters")
-    if _has_control_chars(value):
+    if not TEXT_PATTERN.fullmatch(value):
         raise invalid(field, "must not contain control characters")
     return value
 
@@ -201,22 +211,62 @@ def parse_asset_body(body: Any, asset_id: str) -> AssetDraft:
 
 
 def _check_replacement_consistency(draft: AssetDraft) -> None:
-    """A replacement approval only makes sense for the device the asset has right now."""
+    """A replacement approval exists exactly while the asset is pendingReplacement.
+
+    That it names the asset's own device is the service's check (a 409): for a merge patch the
+    device is the asset's state, not the request's."""
     pending = draft.status is AssetStatus.PENDING_REPLACEMENT
     if pending and draft.replacement is None:
         raise invalid("replacement", "is required when status is pendingReplacement")
     if not pending and draft.replacement is not None:
         raise invalid("replacement", "must be null unless status is pendingReplacement")
-    if draft.replacement is not None and draft.replacement.old_device_id != draft.device_id:
-        linked = "no device" if draft.device_id is None else f"device {draft.device_id}"
+
+
+def parse_put_body(body: Any, asset_id: str) -> AssetDraft:
+    """A PUT body: an asset whose approval names its device needs that device in the body."""
+    draft = parse_asset_body(body, asset_id)
+    if draft.replacement is not None and draft.device_id is None:
+        raise invalid("deviceId", "is required when status is pendingReplacement")
+    return draft
+
+
+def _replacement_patch(value: Any) -> None:
+    """The terms a patch writes, each valid on its own; they are merged into the approval."""
+    body = _require_object(value, "replacement")
+    _reject_unknown(body, REPLACEMENT_FIELDS, "replacement.")
+    for key in ("oldDeviceId", "reason"):
+        if key in body and body[key] is None:
+            raise invalid(f"replacement.{key}", "cannot be removed from an approval")
+    if "oldDeviceId" in body:
+        _device_id(body["oldDeviceId"], "replacement.oldDeviceId")
+    if "reason" in body:
+        _text(body["reason"], "replacement.reason", MAX_REASON_CHARS)
+    if body.get("approvedSerial") is not None:
+        _serial(body["approvedSerial"], "replacement.approvedSerial")
+    if body.get("approvedThumbprint") is not None:
+        normalize_thumbprint(body["approvedThumbprint"], "replacement.approvedThumbprint")
+
+
+def _check_patch_approval(patch: JsonObject) -> None:
+    """`status` and `replacement` travel together: pendingReplacement with the terms it approves,
+    another status with no terms (leaving pendingReplacement withdraws the approval)."""
+    if "replacement" in patch and "status" not in patch:
         raise invalid(
-            "replacement.oldDeviceId",
-            f"must be the device linked to the asset (it has {linked})",
+            "replacement", "needs status in the same patch (pendingReplacement to approve)"
         )
+    if "status" not in patch:
+        return
+    pending = patch["status"] == AssetStatus.PENDING_REPLACEMENT.value
+    if pending and patch.get("replacement") is None:
+        raise invalid("replacement", "is required when status is pendingReplacement")
+    if not pending and patch.get("replacement") is not None:
+        raise invalid("replacement", "must be null unless status is pendingReplacement")
 
 
-def reject_read_only(body: Any) -> JsonObject:
-    """A merge patch must be an object and must not touch server-owned members."""
+def check_patch(body: Any) -> JsonObject:
+    """A merge patch: an object that leaves server-owned members alone, each member valid on its
+    own. Checked before If-Match, so a malformed patch is a 400 whatever version it names; what
+    depends on the asset (the merged document's rules) is checked once it is merged."""
     patch = _require_object(body, "body")
     for key in READ_ONLY_FIELDS:
         if key in patch:
@@ -224,9 +274,28 @@ def reject_read_only(body: Any) -> JsonObject:
                 " (link devices with POST /assets/{assetId}/devices)" if key == "deviceId" else ""
             )
             raise invalid(key, f"is read-only and cannot be patched{hint}")
+    _reject_unknown(patch, ASSET_FIELDS)
     for key, value in patch.items():
-        if value is None and key in ASSET_FIELDS and key not in REMOVABLE_BY_PATCH:
-            raise invalid(key, "cannot be removed (a merge patch null deletes the member)")
+        if value is None:
+            if key not in REMOVABLE_BY_PATCH:
+                raise invalid(key, "cannot be removed (a merge patch null deletes the member)")
+            continue
+        match key:
+            case "serialNumber":
+                _serial(value, key)
+            case "assetType":
+                _asset_type(value)
+            case "location":
+                _text(value, key, 256)
+            case "status":
+                parse_enum(AssetStatus, value, key)
+            case "provisioningStatus":
+                parse_enum(ProvisioningStatus, value, key)
+            case "attributes":
+                _require_object(value, key)
+            case "replacement":
+                _replacement_patch(value)
+    _check_patch_approval(patch)
     return patch
 
 
@@ -248,7 +317,7 @@ def _device_reason(value: Any) -> str:
     field = "deviceReason"
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_DEVICE_REASON_CHARS:
         raise invalid(field, f"must be a string of 1 to {MAX_DEVICE_REASON_CHARS} characters")
-    if not value.isprintable():
+    if not PRINTABLE_PATTERN.fullmatch(value):
         raise invalid(
             field, "must contain only printable characters (no control or format characters)"
         )
@@ -263,10 +332,11 @@ def _link_thumbprints(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
         if raw_sha1 is None
         else normalize_thumbprint(raw_sha1, "sha1Thumbprint", sha1_only=True)
     )
-    # One certificate has one SHA-1: two different ones would let a claim match either.
+    # One certificate has one SHA-1, sent once: two would let a claim match either. Refusing a
+    # second copy even when equal keeps the rule one a schema can state (no member equality).
     thumbprint_is_sha1 = thumbprint is not None and len(thumbprint) == SHA1_HEX_DIGITS
-    if sha1 is not None and thumbprint_is_sha1 and sha1 != thumbprint:
-        raise invalid("sha1Thumbprint", "must equal thumbprint when thumbprint is a SHA-1")
+    if sha1 is not None and thumbprint_is_sha1:
+        raise invalid("sha1Thumbprint", "must be null or absent when thumbprint is a SHA-1")
     return thumbprint, sha1
 
 

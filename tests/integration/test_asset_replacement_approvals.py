@@ -174,7 +174,7 @@ async def test_approved_thumbprint_is_stored_normalized_and_restamps(
     spaced = " ".join(thumbprint[i : i + 2] for i in range(0, 64, 2))
     same = await client.patch(
         f"/assets/{asset_id}",
-        json={"replacement": {"approvedThumbprint": spaced}},
+        json={"status": "pendingReplacement", "replacement": {"approvedThumbprint": spaced}},
         headers={"if-match": f'"{pending["version"]}"'},
     )
     assert same.status_code == 200, same.text
@@ -183,7 +183,7 @@ async def test_approved_thumbprint_is_stored_normalized_and_restamps(
     other = sha1_print()
     changed = await client.patch(
         f"/assets/{asset_id}",
-        json={"replacement": {"approvedThumbprint": other.lower()}},
+        json={"status": "pendingReplacement", "replacement": {"approvedThumbprint": other.lower()}},
         headers={"if-match": f'"{pending["version"]}"'},
     )
     assert changed.status_code == 200, changed.text

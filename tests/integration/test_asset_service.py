@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.asset_service import validation
+from devstack.asset_service import preconditions, validation
 from devstack.processes import Child, stop_children
 from tests.integration.asset_service_fixtures import (
     READ_ONLY_KEY,
@@ -583,7 +583,14 @@ async def test_read_only_key_reads_but_cannot_write(asset_service: Child) -> Non
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     headers = {"content-type": "application/json"}
-    bodies = (b'{"serialNumber": ', b"", b"\xff\xfe{", b'{"a": NaN}', b"[" * 100_000)
+    bodies = (
+        b'{"serialNumber": ',
+        b"",
+        b"\xff\xfe{",
+        b'{"a": NaN}',
+        b"[" * 100_000,
+        b'{"serialNumber": "S", "assetType": "t", "location": "a\\ud800b"}',
+    )
     responses = await asyncio.gather(
         *(client.put(f"/assets/{unique('T')}", content=raw, headers=headers) for raw in bodies)
     )
@@ -758,6 +765,16 @@ def test_openapi_document_matches_the_service(sync_client: httpx.Client) -> None
         ("AssetType", validation.ASSET_TYPE_PATTERN),
     ):
         assert schemas[name]["pattern"] == f"^{pattern.pattern}$", name
+    for name, pattern in (
+        ("SerialNumber", validation.PRINTABLE_PATTERN),
+        ("DeviceReason", validation.PRINTABLE_PATTERN),
+        ("Location", validation.TEXT_PATTERN),
+        ("Reason", validation.TEXT_PATTERN),
+    ):
+        assert schemas[name]["pattern"] == f"^{pattern.pattern}$", name
+    entity_tags = {alternative.get("const") for alternative in schemas["EntityTags"]["anyOf"]}
+    tag_list = schemas["EntityTags"]["anyOf"][1]["pattern"]
+    assert (entity_tags, tag_list) == ({"*", None}, f"^{preconditions.ENTITY_TAG_LIST.pattern}$")
     event = sync_client.get("/assets/AST-1003/history").json()["items"][0]
     assert set(schemas["HistoryEvent"]["required"]) <= set(event)
     assert event["type"] in schemas["HistoryEvent"]["properties"]["type"]["enum"]
