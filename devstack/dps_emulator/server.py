@@ -111,6 +111,7 @@ def service_description(policies: SasPolicies) -> dict[str, str]:
     return {
         "serviceUrl": f"https://{policies.host_name}",
         "serviceHostName": policies.host_name,
+        "servicePort": policies.host_name.rsplit(":", 1)[1],
         "serviceConnectionString": (
             f"HostName={policies.host_name};SharedAccessKeyName={OWNER_POLICY};"
             f"SharedAccessKey={key}"
