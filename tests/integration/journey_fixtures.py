@@ -18,11 +18,11 @@ import pytest
 
 from devstack.azurite import AzuriteChild
 from devstack.certificates import TestCertificateAuthority
-from devstack.enrollment import DEVSTACK_GROUPS, apply_groups
 from devstack.dps_emulator.enrollment_groups import (
     EnrollmentGroupFiles,
     ensure_default_enrollment_group,
 )
+from devstack.enrollment import DEVSTACK_GROUPS, apply_groups
 from devstack.processes import Child, start_child, stop_children, wait_ready
 from devstack.tls import DevstackTls, ensure_tls
 from tests.integration.asset_service_fixtures import start_asset_service
