@@ -141,6 +141,7 @@ def ready_info(
         "idScope": options.id_scope,
         "tlsCaCert": str(tls.ca_bundle.resolve()),
         "enrollmentGroups": entries,
+        "enrollmentGroupsDir": str(groups_directory(options.data_dir).resolve()),
     }
 
 
