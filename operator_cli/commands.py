@@ -42,6 +42,7 @@ from operator_cli.rendering import (
     replay_report,
 )
 from operator_cli.replay import ReplayOutcome, replay
+from operator_cli.smoke_command import SMOKE_ACTIONS, add_smoke_command
 from resilience.durable_queue import StorageQueue
 
 PROG = "python -m operator_cli"
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     add_explain_command(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     add_enrollment_commands(areas, epilog=_EXIT_CODES)
+    add_smoke_command(areas, epilog=_EXIT_CODES)
     return parser
 
 
@@ -306,6 +308,7 @@ _ACTIONS = {
     ("audit", "registration"): show_timeline,
     ("explain", "run"): explain,
     **ENROLLMENT_ACTIONS,
+    **SMOKE_ACTIONS,
 }
 
 
