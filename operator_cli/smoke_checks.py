@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.entry import AuditEntry
+from operator_cli.errors import OperatorError
 
 DECIDED = "allocation.decided"
 
 
-class CheckFailed(Exception):
+class CheckFailed(OperatorError):
     """A smoke check found something wrong; the message says what."""
 
 
