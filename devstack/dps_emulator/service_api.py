@@ -197,7 +197,9 @@ def _without_server_fields(body: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = json.loads(json.dumps(body))
     for name in _SERVER_FIELDS:
         record.pop(name, None)
-    signing = record.get("attestation", {}).get("x509", {}).get("signingCertificates")
+    attestation = record.get("attestation")
+    x509_section = attestation.get("x509") if isinstance(attestation, dict) else None
+    signing = x509_section.get("signingCertificates") if isinstance(x509_section, dict) else None
     if isinstance(signing, dict):
         for slot in signing.values():
             if isinstance(slot, dict):

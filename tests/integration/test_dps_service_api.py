@@ -205,6 +205,9 @@ async def test_a_group_is_created_read_updated_with_its_etag_and_deleted(emulato
         ({"attestation": {"type": "symmetricKey"}}, "attestation.type"),
         ({"customAllocationDefinition": {"apiVersion": "2021-10-01"}}, "webhookUrl"),
         ({"enrollmentGroupId": "another-id"}, "enrollmentGroupId"),
+        ({"attestation": "x509"}, "attestation"),
+        ({"attestation": {"type": "x509", "x509": []}}, "attestation.x509"),
+        ({"reprovisionPolicy": {"updateHubAssignment": "yes"}}, "updateHubAssignment"),
     ],
 )
 async def test_an_invalid_group_is_400_naming_the_field(emulator, http, change, field_name):
