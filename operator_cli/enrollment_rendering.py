@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from operator_cli.enrollment_desired import masked_url
-from operator_cli.enrollment_plan import PlannedGroup, shown
+from operator_cli.enrollment_plan import WEBHOOK_FIELD, PlannedGroup, shown
 from operator_cli.rendering import printable
 
 _STYLES = {"create": "green", "update": "yellow", "unchanged": "dim"}
@@ -37,6 +37,8 @@ def plan_table(entries: Sequence[PlannedGroup], *, applied: bool = False) -> Ren
                 changes.append(_value(change.field, change.before), style="red")
                 changes.append(" -> ")
             changes.append(_value(change.field, change.after), style="green")
+            if _only_key_changed(change.field, change.before, change.after):
+                changes.append(" (function key changed)", style="yellow")
         table.add_row(
             Text(printable(entry.group_id)),
             Text(_done(entry.action) if applied else entry.action, style=_STYLES[entry.action]),
@@ -105,6 +107,16 @@ def _signer(group: dict[str, Any]) -> str:
 def _value(field: str, value: Any) -> str:
     shown_value = shown(field, value)
     return printable(json.dumps(shown_value) if not isinstance(shown_value, str) else shown_value)
+
+
+def _only_key_changed(field: str, before: Any, after: Any) -> bool:
+    return (
+        field == WEBHOOK_FIELD
+        and isinstance(before, str)
+        and isinstance(after, str)
+        and before != after
+        and shown(field, before) == shown(field, after)
+    )
 
 
 def _done(action: str) -> str:

@@ -104,6 +104,12 @@ def test_plan_apply_and_list_create_update_and_keep_groups(emulator, tmp_path, g
     assert {e["action"] for e in json.loads(again.stdout)} == {"unchanged"}
     assert _stored(child, group_id)["etag"] == created["etag"]
 
+    rekeyed = _run(
+        emulator, tmp_path, "plan", *dirs, env={"ALLOCATION_FUNCTION_KEY": FUNCTION_KEY + "2"}
+    )
+    assert "(function key changed)" in rekeyed.stdout
+    assert FUNCTION_KEY + "2" not in rekeyed.stdout + rekeyed.stderr
+
     moved = {"ALLOCATION_WEBHOOK_URL": "https://func2.example.test/api/allocate"}
     planned = _run(emulator, tmp_path, "plan", *dirs, env=moved)
     assert "update" in planned.stdout
