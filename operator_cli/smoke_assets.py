@@ -7,6 +7,7 @@ returns it to its starting state after each run: no device linked, status planne
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -26,11 +27,9 @@ class SmokeAssets:
     def __init__(self, base_url: str, auth: AssetApiAuth | None, *, ca_bundle: str | None) -> None:
         self._base = base_url.rstrip("/")
         self._auth = auth
-        self._ssl: Any = True
-        if ca_bundle:
-            import ssl
-
-            self._ssl = ssl.create_default_context(cafile=ca_bundle)
+        self._ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        )
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:

@@ -129,7 +129,7 @@ class _ServiceApi:
         body = await _json_object(request)
         if not isinstance(body.get("query"), str):
             raise RequestRejected(400, BAD_REQUEST, "the body needs a query string")
-        size = _header_int(request, "x-ms-max-item-count", DEFAULT_PAGE)
+        size = _header_int(request, "x-ms-max-item-count", DEFAULT_PAGE) or DEFAULT_PAGE
         start = _header_int(request, "x-ms-continuation", 0)
         groups = sorted(self._catalog.groups, key=lambda g: g.group_id.casefold())
         page = groups[start : start + size]
@@ -220,7 +220,7 @@ def _header_int(request: web.Request, name: str, default: int) -> int:
         return default
     if not (raw.isascii() and raw.isdigit()):
         raise RequestRejected(400, BAD_REQUEST, f"{name} must be a non-negative integer")
-    return int(raw) if name != "x-ms-max-item-count" or int(raw) > 0 else default
+    return int(raw)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
