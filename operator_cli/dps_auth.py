@@ -13,10 +13,13 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from operator_cli.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 ENTRA_SCOPE = "https://azure-devices-provisioning.net/.default"
 TOKEN_SECONDS = 3600
@@ -101,10 +104,12 @@ class SasAuth:
 class EntraAuth:
     """DefaultAzureCredential: a managed identity, azd's or the Azure CLI's login."""
 
-    def __init__(self) -> None:
-        from azure.identity.aio import DefaultAzureCredential
+    def __init__(self, credential: AsyncTokenCredential | None = None) -> None:
+        if credential is None:
+            from azure.identity.aio import DefaultAzureCredential
 
-        self._credential = DefaultAzureCredential()
+            credential = DefaultAzureCredential()
+        self._credential = credential
 
     @property
     def description(self) -> str:

@@ -148,3 +148,25 @@ def test_a_bad_connection_string_is_refused_without_quoting_it(text):
         parse_connection_string(text, "DPS_CONNECTION_STRING")
     assert "DPS_CONNECTION_STRING" in str(raised.value)
     assert "not base64!" not in str(raised.value)
+
+
+async def test_entra_mode_asks_for_the_dps_scope_and_sends_a_bearer_token():
+    from azure.core.credentials import AccessToken
+
+    from operator_cli.dps_auth import ENTRA_SCOPE, EntraAuth
+
+    asked: list[tuple[str, ...]] = []
+
+    class Credential:
+        async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            asked.append(scopes)
+            return AccessToken("entra-token", int(time.time()) + 600)
+
+        async def close(self) -> None:
+            return None
+
+    auth = EntraAuth(Credential())  # type: ignore[arg-type]
+    assert await auth.header() == "Bearer entra-token"
+    assert asked == [(ENTRA_SCOPE,)]
+    assert ENTRA_SCOPE == "https://azure-devices-provisioning.net/.default"
+    await auth.close()
