@@ -275,6 +275,10 @@ async def _cleanup(
     registration_id: str,
     hub: str | None,
 ) -> None:
+    if hub is None:
+        # The registration may have gone on after the step gave up on it: DPS's record says
+        # where the device went.
+        hub = await _recorded_hub(dps, registration_id)
     if hub is not None:
         await _quietly(
             run, "remove device from hub", _delete_device(registry, hub, registration_id)
@@ -289,6 +293,15 @@ async def _cleanup(
         f"reset asset {settings.asset_id}",
         _reset(assets, settings.asset_id, content),
     )
+
+
+async def _recorded_hub(dps: DpsService, registration_id: str) -> str | None:
+    try:
+        record = await dps.get_registration(registration_id)
+    except OperatorError:
+        return None
+    hub = record.get("assignedHub") if record else None
+    return hub if isinstance(hub, str) and hub else None
 
 
 async def _quietly(run: _Run, name: str, action: Awaitable[str]) -> None:
