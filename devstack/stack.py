@@ -39,6 +39,7 @@ from devstack.app_settings import (
 )
 from devstack.azurite import AzuriteChild, AzuriteHttps, restart_service, start_azurite
 from devstack.core_tools import CORE_TOOLS_SETTINGS, write_core_tools_settings
+from devstack.enrollment import DEVSTACK_GROUPS, apply_groups
 from devstack.identity import IdentityEndpoint
 from devstack.processes import Child, ChildFailed, start_child, stop_children, wait_ready
 from devstack.serving import write_ready_file
@@ -59,6 +60,7 @@ class StackOptions:
     function_port: int = 7071
     asset_port: int = 7080
     dps_port: int = 9443
+    dps_service_port: int = 9444
     blob_port: int = 10000
     queue_port: int = 10001
     table_port: int = 10002
@@ -86,6 +88,7 @@ class StackOptions:
             function_port=0,
             asset_port=0,
             dps_port=0,
+            dps_service_port=0,
             blob_port=0,
             queue_port=0,
             table_port=0,
@@ -138,8 +141,9 @@ class LocalStack:
         self.children.append(child)
         # Remembered with the port actually bound, so a restart comes back at the same address.
         port = str(child.info.get("port", ""))
+        bound = {"--port": port, "--service-port": str(child.info.get("servicePort", ""))}
         fixed = [
-            port if previous == "--port" and arg == "0" else arg
+            bound[previous] if previous in bound and arg == "0" and bound[previous] else arg
             for previous, arg in zip(["", *args[:-1]], args, strict=True)
         ]
         self._recipes[name] = (module, fixed, kwargs)
@@ -247,20 +251,26 @@ class LocalStack:
                 function_port,
             )
         allocate_url = f"{host_url}/api/allocate"
-        from devstack.dps_emulator.enrollment_groups import ensure_default_enrollment_group
-
-        dps_dir = self.data_dir / "dps"
-        webhook = allocate_url + (f"?code={options.function_key}" if options.function_key else "")
-        group = ensure_default_enrollment_group(dps_dir, webhook_url=webhook, hubs=list(hubs))
         hubs_file = self.run_dir / "hubs.json"
         hubs_file.write_text(json.dumps(hubs))
+        dps_dir = self.data_dir / "dps"
         dps = self._start(
             "dps-emulator",
             "devstack.dps_emulator",
             ["--data-dir", str(dps_dir), "--port", str(options.dps_port)]
+            + ["--service-port", str(options.dps_service_port)]
             + ["--tls-cert", str(self.tls.server_cert), "--tls-key", str(self.tls.server_key)]
             + ["--hubs-file", str(hubs_file), "--ca-bundle", str(self.tls.ca_cert)]
             + ["--retry-scale", str(options.dps_retry_scale)],
+        )
+        # The groups go in as a deployment puts them: through the operator CLI's command.
+        groups = apply_groups(
+            dps.info,
+            groups_dirs=[DEVSTACK_GROUPS],
+            local_ca_dir=dps_dir / "ca",
+            webhook_url=allocate_url,
+            function_key=options.function_key,
+            data_dir=dps_dir,
         )
         return {
             "functionHost": host_url,
@@ -283,11 +293,14 @@ class LocalStack:
                 "host": dps.info["host"],
                 "port": dps.info["port"],
                 "idScope": dps.info["idScope"],
+                "serviceHostName": dps.info["serviceHostName"],
+                "serviceConnectionString": dps.info["serviceConnectionString"],
             },
             "tls": {"caCert": str(self.tls.ca_cert)},
             "enrollmentGroups": [
                 {"id": group.group_id, "record": str(group.record_path)}
                 | {"caCert": str(group.ca_cert), "caKey": str(group.ca_key)}
+                for group in groups
             ],
             "dataDir": str(self.data_dir),
             "logs": {child.name: str(child.log_path) for child in self.children},
@@ -467,6 +480,7 @@ def print_summary(console: Console, description: dict[str, Any]) -> None:
         f"https://{dps['host']}:{dps['port']}  idScope {dps['idScope']}",
         logs["dps-emulator"],
     )
+    table.add_row("  DPS service API", f"https://{dps['serviceHostName']}", "")
     console.print(table)
     if keyless:
         console.print(
@@ -505,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--function-port", type=int, default=7071)
     up.add_argument("--asset-port", type=int, default=7080)
     up.add_argument("--dps-port", type=int, default=9443)
+    up.add_argument(
+        "--dps-service-port",
+        type=int,
+        help="DPS's service API (enrollment groups; `python -m operator_cli enrollment`); "
+        "default 9444, or a free port when --dps-port is 0",
+    )
     up.add_argument("--blob-port", type=int, default=10000, help="Azurite blob service")
     up.add_argument("--queue-port", type=int, default=10001, help="Azurite queue service")
     up.add_argument("--table-port", type=int, default=10002, help="Azurite table service")
@@ -556,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
         function_port=args.function_port,
         asset_port=args.asset_port,
         dps_port=args.dps_port,
+        dps_service_port=(
+            args.dps_service_port
+            if args.dps_service_port is not None
+            else (0 if args.dps_port == 0 else StackOptions.dps_service_port)
+        ),
         blob_port=args.blob_port,
         queue_port=args.queue_port,
         table_port=args.table_port,

@@ -1,5 +1,6 @@
-"""The command line: `python -m operator_cli dead-letters {list,show,replay} ...` and
-`python -m operator_cli audit {device,asset,registration} ID`.
+"""The command line: `python -m operator_cli dead-letters {list,show,replay} ...`,
+`python -m operator_cli audit {device,asset,registration} ID`, `python -m operator_cli
+enrollment {plan,apply,list}` and `python -m operator_cli smoke`.
 
 Exit codes: 0 done, 1 not found / refused / failed / not confirmed, 2 bad usage or
 configuration (argparse's own code for usage errors).
@@ -28,6 +29,7 @@ from operator_cli.dead_letter_store import (
     DeadLetterQueue,
     Listing,
 )
+from operator_cli.enrollment_commands import ENROLLMENT_ACTIONS, add_enrollment_commands
 from operator_cli.errors import CONFIGURATION_EXIT_CODE, ConfigurationError, OperatorError
 from operator_cli.explain import add_explain_command, explain
 from operator_cli.letters import QueuedLetter, refusal
@@ -40,6 +42,7 @@ from operator_cli.rendering import (
     replay_report,
 )
 from operator_cli.replay import ReplayOutcome, replay
+from operator_cli.smoke_command import SMOKE_ACTIONS, add_smoke_command
 from resilience.durable_queue import StorageQueue
 
 PROG = "python -m operator_cli"
@@ -156,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_audit_commands(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     add_explain_command(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
+    add_enrollment_commands(areas, epilog=_EXIT_CODES)
+    add_smoke_command(areas, epilog=_EXIT_CODES)
     return parser
 
 
@@ -302,6 +307,8 @@ _ACTIONS = {
     ("audit", "asset"): show_timeline,
     ("audit", "registration"): show_timeline,
     ("explain", "run"): explain,
+    **ENROLLMENT_ACTIONS,
+    **SMOKE_ACTIONS,
 }
 
 

@@ -36,6 +36,13 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorOptions:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument(
+        "--service-port",
+        type=int,
+        default=0,
+        help="the service API (enrollment groups, registration records; SAS auth, server-only "
+        "TLS); 0 picks a free port (default), the ready file names it",
+    )
     parser.add_argument("--id-scope", default=DEFAULT_ID_SCOPE)
     parser.add_argument("--tls-cert", type=Path, help="server certificate (default: devstack's)")
     parser.add_argument("--tls-key", type=Path)
@@ -92,6 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorOptions:
         x509_shape=X509Shape(args.x509_shape),
         poll_seconds=args.poll_seconds,
         ready_file=args.ready_file,
+        service_port=args.service_port,
     )
 
 

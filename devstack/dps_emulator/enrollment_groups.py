@@ -262,7 +262,7 @@ def new_group_record(
     api_version: str = "2021-10-01",
 ) -> dict[str, Any]:
     """A group record in DPS's enrollment-group JSON shape."""
-    now = _timestamp()
+    now = timestamp()
     return {
         "enrollmentGroupId": group_id,
         "attestation": {
@@ -278,7 +278,7 @@ def new_group_record(
         "allocationPolicy": "custom",
         "customAllocationDefinition": {"webhookUrl": webhook_url, "apiVersion": api_version},
         "iotHubs": list(hubs),
-        "etag": _etag(),
+        "etag": new_etag(),
         "createdDateTimeUtc": now,
         "lastUpdatedDateTimeUtc": now,
     }
@@ -315,8 +315,8 @@ def ensure_default_enrollment_group(
         # A CA regenerated because its files were deleted must replace the stale one.
         record["attestation"]["x509"]["signingCertificates"]["primary"]["certificate"] = ca_pem
         if json.dumps(record, sort_keys=True) != before:
-            record["etag"] = _etag()
-            record["lastUpdatedDateTimeUtc"] = _timestamp()
+            record["etag"] = new_etag()
+            record["lastUpdatedDateTimeUtc"] = timestamp()
             write_group_record(files.record_path, record)
     else:
         record = new_group_record(
@@ -339,9 +339,11 @@ def write_group_record(path: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _timestamp() -> str:
+def timestamp() -> str:
+    """Now, as DPS writes its *DateTimeUtc fields."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _etag() -> str:
+def new_etag() -> str:
+    """A fresh opaque, quoted etag."""
     return f'"{os.urandom(8).hex()}"'

@@ -16,6 +16,7 @@ class EnrollmentGroupError(StartupError):
         super().__init__(f"enrollment group file {path}: {field}: {problem}")
         self.path = path
         self.field = field
+        self.problem = problem
 
 
 class HubsFileError(StartupError):
@@ -53,5 +54,6 @@ CUSTOM_ALLOCATION_UNAUTHORIZED_ACCESS = 400209
 UNAUTHORIZED = 401002
 NOT_FOUND = 404201
 OPERATION_NOT_FOUND = 404202
+PRECONDITION_FAILED = 412002
 PAYLOAD_TOO_LARGE = 413001
 INTERNAL_ERROR = 500000

@@ -30,6 +30,10 @@ class GroupCatalog:
         self._trusted: set[bytes] = set()
 
     @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
     def groups(self) -> list[EnrollmentGroup]:
         self._refresh()
         return self._groups
@@ -49,11 +53,21 @@ class GroupCatalog:
                 return group, signer
         return None
 
+    def reload(self) -> None:
+        """Re-read the files now, changed or not (two writes may share an mtime): the service
+        API's writes take effect before it answers."""
+        self._checked = time.monotonic()
+        self._signature = (("", -1, -1),)
+        self._reload_if_changed()
+
     def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._checked < _RESCAN_SECONDS:
             return
         self._checked = now
+        self._reload_if_changed()
+
+    def _reload_if_changed(self) -> None:
         signature = self._scan()
         if signature == self._signature:
             return

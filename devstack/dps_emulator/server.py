@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
 import signal
@@ -21,6 +23,8 @@ from devstack.dps_emulator.errors import StartupError
 from devstack.dps_emulator.group_catalog import GroupCatalog
 from devstack.dps_emulator.hubs import HubDirectory, load_hubs_file
 from devstack.dps_emulator.registration import RegistrationService
+from devstack.dps_emulator.service_api import create_service_app
+from devstack.dps_emulator.service_auth import OWNER_POLICY, SasPolicies
 from devstack.dps_emulator.store import DATABASE_FILE, RegistrationStore
 from devstack.dps_emulator.webhook import WebhookCaller
 from devstack.serving import bind_socket, write_ready_file
@@ -30,6 +34,7 @@ logger = logging.getLogger("devstack.dps_emulator")
 
 DEFAULT_ID_SCOPE = "0ne00DEV5TK"
 DEFAULT_PORT = 9443
+SERVICE_KEYS_FILE = "service-policies.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class EmulatorOptions:
     x509_shape: X509Shape = X509Shape.CLIENT_CERTIFICATE
     poll_seconds: float = 1.0
     ready_file: Path | None = None
+    service_port: int = 0
+    """The service API's port (enrollment groups, registration records); 0 picks a free one."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,33 @@ def server_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+def service_policies(data_dir: Path, host_name: str) -> SasPolicies:
+    """The owner policy's key, made on first start and kept: a restart keeps its tokens valid."""
+    path = data_dir / SERVICE_KEYS_FILE
+    try:
+        keys = json.loads(path.read_text())
+    except (OSError, ValueError):
+        keys = None
+    if not (isinstance(keys, dict) and isinstance(keys.get(OWNER_POLICY), str)):
+        keys = {OWNER_POLICY: base64.b64encode(os.urandom(32)).decode()}
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
+    return SasPolicies(host_name=host_name, keys=keys)
+
+
+def service_description(policies: SasPolicies) -> dict[str, str]:
+    key = policies.keys[OWNER_POLICY]
+    return {
+        "serviceUrl": f"https://{policies.host_name}",
+        "serviceHostName": policies.host_name,
+        "servicePort": policies.host_name.rsplit(":", 1)[1],
+        "serviceConnectionString": (
+            f"HostName={policies.host_name};SharedAccessKeyName={OWNER_POLICY};"
+            f"SharedAccessKey={key}"
+        ),
+    }
+
+
 def ready_info(
     options: EmulatorOptions, port: int, groups: list[EnrollmentGroup], tls: _Tls
 ) -> dict[str, Any]:
@@ -107,6 +141,7 @@ def ready_info(
         "idScope": options.id_scope,
         "tlsCaCert": str(tls.ca_bundle.resolve()),
         "enrollmentGroups": entries,
+        "enrollmentGroupsDir": str(groups_directory(options.data_dir).resolve()),
     }
 
 
@@ -146,27 +181,47 @@ async def run(options: EmulatorOptions) -> None:
         settings=ApiSettings(id_scope=options.id_scope, poll_seconds=options.poll_seconds),
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    service_runner: web.AppRunner | None = None
     try:
         await runner.setup()
         sock = bind_socket(options.host, options.port)
         port = sock.getsockname()[1]
         await web.SockSite(runner, sock, ssl_context=server_context).start()
+        service_sock = bind_socket(options.host, options.service_port)
+        policies = service_policies(
+            options.data_dir, f"{options.host}:{service_sock.getsockname()[1]}"
+        )
+        service_runner = web.AppRunner(
+            create_service_app(catalog=catalog, store=store, policies=policies),
+            access_log=None,
+            handle_signals=False,
+        )
+        await service_runner.setup()
+        service_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        service_context.load_cert_chain(tls.server_cert, tls.server_key)
+        await web.SockSite(service_runner, service_sock, ssl_context=service_context).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         logger.info(
-            "DPS emulator on https://%s:%d, ID scope %s, groups: %s",
+            "DPS emulator on https://%s:%d (service API https://%s), ID scope %s, groups: %s",
             options.host,
             port,
+            policies.host_name,
             options.id_scope,
             ", ".join(g.group_id for g in catalog.groups) or "none",
         )
         if options.ready_file is not None:
-            write_ready_file(options.ready_file, ready_info(options, port, catalog.groups, tls))
+            write_ready_file(
+                options.ready_file,
+                ready_info(options, port, catalog.groups, tls) | service_description(policies),
+            )
         await stop.wait()
     finally:
         await service.close()
+        if service_runner is not None:
+            await service_runner.cleanup()
         await runner.cleanup()
         await session.close()
         store.close()

@@ -83,5 +83,10 @@ class RegistrationStore:
             ),
         )
 
+    def delete(self, registration_id: str) -> None:
+        self._db.execute(
+            "DELETE FROM registrations WHERE registration_key = ?", (registration_id.casefold(),)
+        )
+
     def close(self) -> None:
         self._db.close()

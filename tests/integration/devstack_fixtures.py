@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 HUB_NAMES = ("hub-us-east.azure-devices.net", "hub-eu-west.azure-devices.net")
 
 
-def start_devstack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_devstack(
+    data_dir: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`env`: extra environment for the stack (the process environment wins over
+    local.settings.json in the function host, so POLICY_FILE here changes the app's policy)."""
     args = [sys.executable, "-m", "devstack", "up", "--data-dir", str(data_dir)]
     args += ["--function-port", "0", "--asset-port", "0", "--dps-port", "0"]
     args += ["--blob-port", "0", "--queue-port", "0", "--table-port", "0", "--identity-port", "0"]
@@ -25,7 +30,12 @@ def start_devstack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, Any
         args += ["--hub-port", f"{hub}=0"]
     args += ["--dps-retry-scale", "0.01", "--event-retry-scale", "0.05"]
     process = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=None if env is None else {**os.environ, **env},
     )
     stack_file = data_dir / "stack.json"
     deadline = time.monotonic() + 90

@@ -22,6 +22,7 @@ from devstack.dps_emulator.enrollment_groups import (
     EnrollmentGroupFiles,
     ensure_default_enrollment_group,
 )
+from devstack.enrollment import DEVSTACK_GROUPS, apply_groups
 from devstack.processes import Child, start_child, stop_children, wait_ready
 from devstack.tls import DevstackTls, ensure_tls
 from tests.integration.asset_service_fixtures import start_asset_service
@@ -245,6 +246,8 @@ def journey_stack(
         hubs_file = write_hubs_file(run_dir / "hubs.json", iothub)
         dps_dir = base / "dps"
         webhook_url = f"{host.url}/api/allocate?code={FUNCTION_KEY}"
+        # The reprovisioning variants are files dropped into the emulator's data dir; the
+        # default group goes in through `python -m operator_cli enrollment apply`.
         groups = {
             name: ensure_default_enrollment_group(
                 dps_dir,
@@ -255,6 +258,7 @@ def journey_stack(
                 migrate_device_data=migrate,
             )
             for name, (group_id, update, migrate) in JOURNEY_GROUPS.items()
+            if name != "default"
         }
         dps = start_dps_emulator(
             run_dir,
@@ -264,6 +268,18 @@ def journey_stack(
             extra_args=["--poll-seconds", "0.25", "--retry-scale", "0.01"],
         )
         children.append(dps)
+        [applied] = apply_groups(
+            dps.info,
+            groups_dirs=[DEVSTACK_GROUPS],
+            local_ca_dir=base / "enrollment-ca",
+            webhook_url=f"{host.url}/api/allocate",
+            function_key=FUNCTION_KEY,
+            data_dir=dps_dir,
+        )
+        assert applied.group_id == JOURNEY_GROUPS["default"][0]
+        groups["default"] = EnrollmentGroupFiles(
+            applied.group_id, applied.record_path, applied.ca_cert, applied.ca_key
+        )
         yield Journey(assets, host, iothub, dps, tls, groups, run_dir)
     finally:
         stop_children(list(reversed(children)))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from msrest.exceptions import HttpOperationError
 
 from devstack.dps_device_client import register_device
 from devstack.dps_requests import allocation_request
+from devstack.enrollment import REPO_ROOT, cli_environment
 from tests.integration.conftest import ASSET_KEY, FUNCTION_KEY
 from tests.integration.journey_fixtures import (
     EAST,
@@ -344,3 +346,39 @@ async def test_three_hundred_devices_register_at_once(journey: Journey, tmp_path
     for device, hub in fleet[:: FLEET_SIZE // 10]:
         twin = journey.registry(hub).get_twin(device.registration_id)
         assert twin.tags["location"] == locations[hub]
+
+
+def test_the_node_client_registers_against_the_group_enrollment_apply_created(
+    journey: Journey, tmp_path: Path
+):
+    """The default group came in through `python -m operator_cli enrollment apply`: DPS lists
+    it with the webhook URL masked, and its signing CA is the one that admitted the device."""
+    env = cli_environment(
+        journey.dps.info, webhook_url=f"{journey.host.url}/api/allocate", function_key=None
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "operator_cli", "enrollment", "list", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert FUNCTION_KEY not in listed.stdout
+    groups = {group["enrollmentGroupId"]: group for group in json.loads(listed.stdout)}
+    group = groups["devstack-x509"]
+    assert group["etag"]
+    assert group["customAllocationDefinition"]["webhookUrl"].endswith("/api/allocate?****")
+    signer = group["attestation"]["x509"]["signingCertificates"]["primary"]["info"]
+
+    device = issue_device(
+        journey.groups["default"], "sensor-1002", tmp_path, serial_number="SN-1002"
+    )
+    state = node_register(journey, device)
+
+    assert state["status"] == "assigned"
+    assert state["x509"]["enrollmentGroupId"] == "devstack-x509"
+    admitted_by = state["x509"]["signingCertificateInfo"]["sha256Thumbprint"]
+    assert admitted_by == signer["sha256Thumbprint"]
