@@ -132,6 +132,7 @@ module iotHubModules 'modules/iot-hub.bicep' = [
       eventHubsNamespace: eventStream.outputs.namespaceName
       eventHubName: eventStream.outputs.eventHubName
       appPrincipalId: appIdentity.properties.principalId
+      operatorPrincipalId: operatorPrincipalId
     }
     // The hubs' identity must hold Event Hubs Data Sender (granted in eventStream) before a hub
     // creates its identity-based endpoint, or the hub refuses the endpoint.
@@ -180,6 +181,8 @@ module keyVault 'modules/key-vault.bicep' = {
     appPrincipalId: appIdentity.properties.principalId
     assetApiKey: assetApiKey
     assetApiKeySecretName: assetApiKeySecretName
+    operatorPrincipalId: operatorPrincipalId
+    operatorReadsKey: empty(assetApiAudience)
   }
 }
 
@@ -243,3 +246,8 @@ output KEY_VAULT_NAME string = keyVault.outputs.name
 output KEY_VAULT_URI string = keyVault.outputs.uri
 output ASSET_API_KEY_SECRET_NAME string = assetApiKeySecretName
 output APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+// What the postdeploy hook hands the enrollment and smoke commands (infra/hooks/postdeploy.sh).
+output AUDIT_TABLE string = auditTable
+output ASSET_API_URL string = assetApiUrl
+output ASSET_API_AUDIENCE string = assetApiAudience
+output POLICY_FILE string = policyFile

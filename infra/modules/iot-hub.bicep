@@ -1,6 +1,7 @@
 // One IoT hub: twin changes routed to the app's event hub (identity-based), device telemetry
 // kept on the built-in endpoint, and the app's identity allowed to manage devices and twins on
-// this hub alone.
+// this hub alone. The operator running azd gets the same two roles here: the post-deploy smoke
+// test reads its throwaway device and twin on the hub DPS chose, and deletes the device.
 
 param name string
 param location string
@@ -12,6 +13,8 @@ param routingIdentityId string
 param eventHubsNamespace string
 param eventHubName string
 param appPrincipalId string
+@description('Principal id of the operator running azd (the smoke test); empty for none.')
+param operatorPrincipalId string = ''
 
 var iotHubRegistryContributor = '4ea46cd5-c1b2-4a8e-910b-273211f9ce47'
 var iotHubTwinContributor = '494bdba2-168f-4f31-a0a1-191d2f7c028c'
@@ -83,6 +86,22 @@ resource appRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01'
     properties: {
       principalId: appPrincipalId
       principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    }
+  }
+]
+
+// The smoke test (operator CLI, signed in as the operator) reads the device it registered and
+// its twin, then deletes the device. Registry Contributor covers the device identity, Twin
+// Contributor the twin read (the smallest role among the ones this template grants that does).
+var operatorRoles = empty(operatorPrincipalId) ? [] : appRoles
+
+resource operatorRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in operatorRoles: {
+    name: guid(hub.id, operatorPrincipalId, role)
+    scope: hub
+    properties: {
+      principalId: operatorPrincipalId
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
     }
   }

@@ -9,6 +9,10 @@ param appPrincipalId string
 @description('The asset API key; empty when the app calls the asset API with Entra tokens.')
 param assetApiKey string = ''
 param assetApiKeySecretName string
+@description('Principal id of the operator running azd; empty for none. With operatorReadsKey, the post-deploy smoke test reads the asset API key as the operator.')
+param operatorPrincipalId string = ''
+@description('True when the app calls the asset API with the key (no audience): the smoke test then needs the key too.')
+param operatorReadsKey bool = false
 
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
@@ -54,6 +58,16 @@ resource appReadsSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   properties: {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+// The smoke test calls the asset API as the app does; with a key, it reads the key at hook time.
+resource operatorReadsSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (operatorReadsKey && !empty(operatorPrincipalId)) {
+  name: guid(vault.id, operatorPrincipalId, keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: operatorPrincipalId
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
   }
 }
