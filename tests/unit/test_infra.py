@@ -313,3 +313,32 @@ def test_every_role_assignment_is_scoped_to_one_resource():
             body = config.get("config", config)  # a loop or a condition wraps the body
             assert "scope" in body, f"{path.name}: {name} would apply to the whole resource group"
     assert assignments >= 8
+
+
+# What the postdeploy hook's commands do as the operator running azd (docs/deploy-azure.md,
+# "What it creates"): enrollment groups on DPS; the smoke's device and twin on each hub; the
+# audit table (and dead letters) in storage; the asset API key in the vault.
+OPERATOR_MODULES = {
+    "dps": "dps.bicep",
+    "iotHubModules": "iot-hub.bicep",
+    "storage": "storage.bicep",
+    "keyVault": "key-vault.bicep",
+}
+
+
+def test_the_operator_is_granted_what_the_hook_commands_need_on_each_resource():
+    modules = parsed(MAIN)["modules"]
+    for module_name, file_name in OPERATOR_MODULES.items():
+        config = modules[module_name]["config"]
+        params = config.get("config", config)["params"]
+        assert params.get("operatorPrincipalId") == "operatorPrincipalId", (
+            f"main.bicep does not hand {module_name} the operator's principal id"
+        )
+        grants = [
+            resource
+            for resource in parsed(INFRA / "modules" / file_name)["resources"].values()
+            if resource["type"] == "Microsoft.Authorization/roleAssignments"
+            and resource["config"].get("config", resource["config"])["properties"]["principalId"]
+            == "operatorPrincipalId"
+        ]
+        assert grants, f"{file_name} grants the operator nothing"

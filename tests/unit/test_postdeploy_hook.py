@@ -6,6 +6,7 @@ only through a private file that is gone afterwards, and nothing of the app's id
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -386,3 +387,17 @@ def test_the_demo_policy_does_not_stop_a_deploy_without_the_smoke(tmp_path):
     run = run_hook(tmp_path, POLICY_FILE="policies/demo.toml", SKIP_SMOKE="true")
     assert run.code == 0, run.err
     assert operator_calls(run) == ["python-stand-in -m operator_cli enrollment apply"]
+
+
+def test_every_azd_value_the_hook_is_given_here_is_an_output_of_the_template():
+    # The stand-in values above are what the hook maps; each must be something azd really has.
+    outputs = set(
+        re.findall(r"^output (\w+) ", (REPO / "infra" / "main.bicep").read_text(), re.MULTILINE)
+    )
+    assert set(OUTPUTS) <= outputs, f"not an output of infra/main.bicep: {set(OUTPUTS) - outputs}"
+    read = set(re.findall(r"\$\{([A-Z]\w+)", HOOK.read_text()))  # lower case: its own
+    set_by_the_operator = {"PYTHON", "SKIP_ENROLLMENT_APPLY", "SKIP_SMOKE", "ASSET_API_KEY"}
+    waits = {"FUNCTION_WAIT_ATTEMPTS", "FUNCTION_WAIT_SECONDS"}
+    own = {"DEMO_POLICY", "WEBHOOK_FUNCTION", "SMOKE_GROUP_ID", "FUNCTION_NAME"}
+    unknown = read - outputs - set_by_the_operator - waits - own
+    assert not unknown, f"the hook reads values no output provides: {unknown}"
