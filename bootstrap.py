@@ -61,6 +61,23 @@ def load_configuration() -> tuple[AppSettings, Policy]:
     return _configuration
 
 
+def start_telemetry() -> bool:
+    """Configure OpenTelemetry from the settings, once; True if spans are exported."""
+    from observability.telemetry import configure, plan_telemetry
+
+    settings, _ = load_configuration()
+    connection_string = settings.applicationinsights_connection_string
+    return configure(
+        plan_telemetry(
+            otlp_endpoint=str(settings.otel_exporter_otlp_endpoint or "") or None,
+            applicationinsights_connection_string=(
+                connection_string.get_secret_value() if connection_string else None
+            ),
+            azure_client_id=settings.azure_client_id,
+        )
+    )
+
+
 def hub_connections(settings: AppSettings) -> HubConnections:
     """SAS hubs from IOT_HUB_CONNECTION_STRINGS plus managed-identity hubs; each hub once."""
     try:
@@ -251,4 +268,11 @@ def services() -> Services:
     return _services
 
 
-__all__ = ["ConfigurationError", "Services", "build_services", "load_configuration", "services"]
+__all__ = [
+    "ConfigurationError",
+    "Services",
+    "build_services",
+    "load_configuration",
+    "services",
+    "start_telemetry",
+]

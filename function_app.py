@@ -13,6 +13,9 @@ from sync.blueprint import sync_blueprint
 install_redaction()
 # Fail at start-up, naming the bad setting or policy key, rather than on the first device.
 bootstrap.load_configuration()
+# Before the first request: its span and the asset API's client spans need the provider, and the
+# aiohttp instrumentation must be in place before the asset API's session is created.
+bootstrap.start_telemetry()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 # Each blueprint reaches the services through the composition root, which is the only module

@@ -117,6 +117,15 @@ class AppSettings(StorageSettings):
     iot_hub_breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, validation_alias="IOT_HUB_BREAKER_RESET_SECONDS"
     )
+    otel_exporter_otlp_endpoint: AnyHttpUrl | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    """An OTLP/HTTP receiver for the app's traces (a collector, a local viewer); the exporter
+    reads it and the rest of the OTEL_EXPORTER_OTLP_* family itself."""
+    applicationinsights_connection_string: SecretStr | None = Field(
+        None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    """Application Insights, which the app's traces also go to (with the managed identity)."""
     _storage: StorageAccount | None = PrivateAttr(None)
 
     @model_validator(mode="after")

@@ -33,6 +33,8 @@ def allocation_blueprint(services: Callable[[], AllocationServices]) -> func.Blu
             request_id=context.invocation_id,
             service=ready.allocation,
             budget_seconds=ready.policy.outage.budget_seconds,
+            trace_parent=context.trace_context.trace_parent,
+            trace_state=context.trace_context.trace_state,
         )
         return func.HttpResponse(
             answer.body,

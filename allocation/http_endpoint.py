@@ -1,47 +1,70 @@
 """HTTP body in, HTTP answer out, for the webhook; free of azure.functions.
 
 Parsing and status mapping live here; what a request records (dead letters, reconciliation,
-audit) is the service's to decide and send.
+audit) is the service's to decide and send. Each request is one span, a child of the invocation's
+trace context; its attributes say who asked and what was decided.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from allocation.contract import MAX_BODY_BYTES, AllocationRequest
 from allocation.errors import AllocationError, BodyTooLarge, FieldProblem, InvalidRequest
 from allocation.problem_details import HttpAnswer, problem_answer
-from allocation.service import AllocationService, Refused
+from allocation.service import AllocationOutcome, AllocationService, Refused
 from app_errors import AppError
 from observability import DeviceLog
+from observability import trace_attributes as attr
 from resilience.deadline import request_budget
 
 _logger = logging.getLogger("allocation")
+_tracer = trace.get_tracer("allocation")
+_propagator = TraceContextTextMapPropagator()
 
 
 async def answer_allocation(
-    body: bytes, *, request_id: str, service: AllocationService, budget_seconds: float = 4.0
+    body: bytes,
+    *,
+    request_id: str,
+    service: AllocationService,
+    budget_seconds: float = 4.0,
+    trace_parent: str | None = None,
+    trace_state: str | None = None,
 ) -> HttpAnswer:
-    log = DeviceLog(_logger, request_id=request_id)
-    try:
-        request = parse_request(body)
-        log = log.bind(registrationId=request.device_runtime_context.registration_id)
-        with request_budget(budget_seconds):
-            outcome = await service.allocate(request, log, request_id=request_id)
-    except AllocationError as error:
-        log.warning("request refused", reason=error.code, detail=error.detail)
-        return problem_answer(error, request_id)
-    except AppError as error:  # a dependency's failure: the family decides the status
-        log.error(
-            "allocation failed; DPS will retry", reason=type(error).__name__, detail=str(error)
-        )
-        return problem_answer(error, request_id)
-    except Exception as error:
-        log.error("allocation failed unexpectedly", exc_info=True, reason=type(error).__name__)
-        return problem_answer(error, request_id)
+    """`trace_parent` and `trace_state`: the invocation's W3C trace context, the span's parent."""
+    with _allocation_span(request_id, trace_parent, trace_state) as span:
+        log = DeviceLog(_logger, request_id=request_id)
+        try:
+            request = parse_request(body)
+            registration_id = request.device_runtime_context.registration_id
+            span.set_attribute(attr.REGISTRATION_ID, registration_id)
+            log = log.bind(registrationId=registration_id)
+            with request_budget(budget_seconds):
+                outcome = await service.allocate(request, log, request_id=request_id)
+        except AllocationError as error:
+            log.warning("request refused", reason=error.code, detail=error.detail)
+            _record_refusal(span, error)
+            return problem_answer(error, request_id)
+        except AppError as error:  # a dependency's failure: the family decides the status
+            log.error(
+                "allocation failed; DPS will retry", reason=type(error).__name__, detail=str(error)
+            )
+            _record_failure(span, error)
+            return problem_answer(error, request_id)
+        except Exception as error:
+            log.error("allocation failed unexpectedly", exc_info=True, reason=type(error).__name__)
+            _record_failure(span, error)
+            return problem_answer(error, request_id)
+        _record_outcome(span, outcome)
     if isinstance(outcome, Refused):
         return problem_answer(outcome.error, request_id)
     return HttpAnswer(
@@ -50,6 +73,51 @@ async def answer_allocation(
         "application/json",
         {"x-request-id": request_id},
     )
+
+
+@contextmanager
+def _allocation_span(
+    request_id: str, trace_parent: str | None, trace_state: str | None
+) -> Iterator[Span]:
+    carrier = {"traceparent": trace_parent or "", "tracestate": trace_state or ""}
+    with _tracer.start_as_current_span(
+        attr.ALLOCATION_SPAN,
+        context=_propagator.extract(carrier),
+        kind=trace.SpanKind.SERVER,
+        attributes={attr.REQUEST_ID: request_id},
+        # Every outcome is recorded below, the unexpected ones with their type only: an
+        # exception event would carry a message that may quote device data.
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def _record_outcome(span: Span, outcome: AllocationOutcome) -> None:
+    if isinstance(outcome, Refused):
+        _record_refusal(span, outcome.error)
+        return
+    decision = outcome.decision
+    span.set_attributes(
+        {
+            attr.OUTCOME: "fallback" if outcome.fallback_reason is not None else "allocated",
+            attr.HUB: decision.hub.hub,
+            attr.HUB_SELECTION: decision.hub.selection.value,
+            attr.ROLE: decision.role.role.value,
+            attr.ROLE_REASON: decision.role.reason,
+        }
+    )
+    if outcome.fallback_reason is not None:
+        span.set_attribute(attr.REASON, outcome.fallback_reason)
+
+
+def _record_refusal(span: Span, error: AllocationError) -> None:
+    span.set_attributes({attr.OUTCOME: "refused", attr.REASON: error.code})
+
+
+def _record_failure(span: Span, error: Exception) -> None:
+    span.set_attributes({attr.OUTCOME: "failed", attr.REASON: type(error).__name__})
+    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
 def parse_request(body: bytes) -> AllocationRequest:

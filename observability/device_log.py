@@ -3,12 +3,18 @@
 The identifiers travel as LogRecord attributes (logging's `extra`), which Application Insights
 turns into custom dimensions and the dev host prints as key=value. Values are identifiers only:
 callers never pass secrets, bodies or certificates.
+
+Each line also carries the trace and span ids of the current span (traceId, spanId) when there
+is a valid one, so a line leads to its trace. Only the OpenTelemetry API is imported: without a
+configured SDK the ids are those of the incoming trace context, if the request had one.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from opentelemetry import trace
 
 DEVICE_FIELDS = ("registrationId", "deviceId", "assetId", "requestId")
 
@@ -50,5 +56,16 @@ class DeviceLog:
         self, level: int, message: str, fields: dict[str, Any], *, exc_info: bool = False
     ) -> None:
         if self._logger.isEnabledFor(level):
-            extra = {**self.fields, **fields}
+            extra = {**self.fields, **fields, **trace_fields()}
             self._logger.log(level, message, extra=extra, exc_info=exc_info, stacklevel=3)
+
+
+def trace_fields() -> dict[str, str]:
+    """traceId and spanId of the current span, in W3C hex; empty outside a recorded span."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {
+        "traceId": trace.format_trace_id(context.trace_id),
+        "spanId": trace.format_span_id(context.span_id),
+    }

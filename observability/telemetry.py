@@ -1,0 +1,102 @@
+"""OpenTelemetry for the worker, configured once at start-up from its settings.
+
+OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, Application Insights (through the Azure
+Monitor distro, authenticated with the managed identity) when APPLICATIONINSIGHTS_CONNECTION_STRING
+is set, both when both are. With neither, nothing is configured: the API's no-op tracer serves
+every span, and neither the SDK nor an exporter is imported.
+
+Either way the outgoing aiohttp calls (the asset API) get a client span each and send its
+`traceparent`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SERVICE_NAME = "dps-asset-onboarding"
+
+
+@dataclass(frozen=True)
+class TelemetryPlan:
+    """Where spans go; `configure` builds exactly this."""
+
+    otlp: bool
+    azure_monitor_connection_string: str | None
+    managed_identity_client_id: str | None
+
+    @property
+    def exports(self) -> bool:
+        return self.otlp or self.azure_monitor_connection_string is not None
+
+
+def plan_telemetry(
+    *,
+    otlp_endpoint: str | None,
+    applicationinsights_connection_string: str | None,
+    azure_client_id: str | None,
+) -> TelemetryPlan:
+    return TelemetryPlan(
+        otlp=bool(otlp_endpoint),
+        azure_monitor_connection_string=applicationinsights_connection_string or None,
+        managed_identity_client_id=azure_client_id or None,
+    )
+
+
+_configured: TelemetryPlan | None = None
+
+
+def configure(plan: TelemetryPlan) -> bool:
+    """Set the global tracer provider per `plan`, once per process; True if it exports."""
+    global _configured
+    if _configured is not None or not plan.exports:
+        return _configured is not None and _configured.exports
+    if plan.azure_monitor_connection_string is not None:
+        _configure_azure_monitor(plan, plan.azure_monitor_connection_string)
+    else:
+        _configure_otlp()
+    # After the provider: the instrumentor takes its tracer from the global provider.
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    AioHttpClientInstrumentor().instrument()
+    _configured = plan
+    return True
+
+
+def _resource() -> Any:
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, win over the default name.
+    return Resource.create({"service.name": SERVICE_NAME}).merge(OTELResourceDetector().detect())
+
+
+def _otlp_span_processor() -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # No arguments: the exporter reads OTEL_EXPORTER_OTLP_ENDPOINT (adding /v1/traces), and
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, _HEADERS and _TIMEOUT, as every OTLP exporter does.
+    return BatchSpanProcessor(OTLPSpanExporter())
+
+
+def _configure_otlp() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=_resource())
+    provider.add_span_processor(_otlp_span_processor())
+    trace.set_tracer_provider(provider)
+
+
+def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> None:
+    from azure.identity import ManagedIdentityCredential
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    # An explicit credential: the exporter then never falls back to the instrumentation key,
+    # and Application Insights with local authentication disabled accepts the spans.
+    configure_azure_monitor(
+        connection_string=connection_string,
+        credential=ManagedIdentityCredential(client_id=plan.managed_identity_client_id),
+        resource=_resource(),
+        span_processors=[_otlp_span_processor()] if plan.otlp else [],
+    )
