@@ -1,0 +1,143 @@
+"""OpenTelemetry is configured only when an exporter is set, and log lines carry trace ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from observability import DeviceLog
+from observability.telemetry import plan_telemetry
+from tests.unit.test_settings_and_startup import GOOD, REPO, SETTING_NAMES
+
+PROBE = """
+import json, sys
+import function_app
+from opentelemetry import trace
+print(json.dumps({
+    "provider": type(trace.get_tracer_provider()).__module__ + "."
+    + type(trace.get_tracer_provider()).__name__,
+    "sdk_loaded": "opentelemetry.sdk" in sys.modules,
+    "azure_monitor_loaded": "azure.monitor.opentelemetry" in sys.modules,
+}))
+"""
+
+
+def _start_app(**overrides: str) -> dict[str, object]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in SETTING_NAMES and not k.startswith("OTEL_")
+    }
+    env.update({**GOOD, **overrides})
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
+    started = _start_app()
+    assert started == {
+        "provider": "opentelemetry.trace.ProxyTracerProvider",
+        "sdk_loaded": False,
+        "azure_monitor_loaded": False,
+    }
+
+
+def test_with_an_otlp_endpoint_the_app_starts_an_sdk_tracer_provider():
+    # The probe above can fail: the same start with an exporter set has the SDK's provider.
+    started = _start_app(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert started == {
+        "provider": "opentelemetry.sdk.trace.TracerProvider",
+        "sdk_loaded": True,
+        "azure_monitor_loaded": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("otlp", "connection_string", "client_id", "exports", "azure", "identity"),
+    [
+        (None, None, None, False, None, None),
+        ("", "", "", False, None, None),
+        ("http://127.0.0.1:4318", None, "cid", True, None, "cid"),
+        (None, "InstrumentationKey=00000000-0000-0000-0000-000000000000", None, True, "set", None),
+        (
+            "http://c:4318",
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+            "c",
+            True,
+            "set",
+            "c",
+        ),
+    ],
+)
+def test_the_plan_follows_the_settings(
+    otlp, connection_string, client_id, exports, azure, identity
+):
+    plan = plan_telemetry(
+        otlp_endpoint=otlp,
+        applicationinsights_connection_string=connection_string,
+        azure_client_id=client_id,
+    )
+    assert plan.exports is exports
+    assert plan.otlp is bool(otlp)
+    assert (plan.azure_monitor_connection_string is not None) is (azure == "set")
+    assert plan.managed_identity_client_id == identity
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records():
+    logger = logging.getLogger("test.telemetry")
+    handler = _Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield logger, handler.records
+    logger.removeHandler(handler)
+
+
+def test_a_device_log_line_inside_a_span_carries_its_trace_and_span_ids(records):
+    logger, seen = records
+    # A provider of the test's own: the global one stays the no-op API's.
+    tracer = TracerProvider().get_tracer("test")
+    log = DeviceLog(logger, request_id="inv-1").bind(registrationId="reg-1", assetId="AST-1")
+    with tracer.start_as_current_span("allocate") as span:
+        log.info("allocated", hub="hub-a")
+    context = span.get_span_context()
+    record = seen[-1].__dict__
+    assert record["traceId"] == f"{context.trace_id:032x}"
+    assert record["spanId"] == f"{context.span_id:016x}"
+    assert (record["registrationId"], record["assetId"], record["requestId"], record["hub"]) == (
+        "reg-1",
+        "AST-1",
+        "inv-1",
+        "hub-a",
+    )
+
+
+def test_a_device_log_line_outside_any_span_has_no_trace_fields(records):
+    logger, seen = records
+    DeviceLog(logger, request_id="inv-2").info("refused")
+    assert "traceId" not in seen[-1].__dict__
+    assert "spanId" not in seen[-1].__dict__
+    assert seen[-1].__dict__["requestId"] == "inv-2"
