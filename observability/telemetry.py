@@ -79,11 +79,27 @@ def _otlp_span_processor() -> Any:
     return BatchSpanProcessor(OTLPSpanExporter())
 
 
+def _sampler() -> Any:
+    """Every allocation, unless OTEL_TRACES_SAMPLER chooses otherwise.
+
+    The remote parent is the Functions host's invocation context: its sampled flag is the host's
+    own telemetry choice (the dev host starts unsampled ones), not a caller's, and would drop
+    the traces of every device DPS sends without a `traceparent`. A sampled parent is kept.
+    """
+    import os
+
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return None  # the SDK reads it and its argument
+    return ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+
+
 def _configure_otlp() -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    provider = TracerProvider(resource=_resource())
+    provider = TracerProvider(resource=_resource(), sampler=_sampler())
     provider.add_span_processor(_otlp_span_processor())
     trace.set_tracer_provider(provider)
 

@@ -217,6 +217,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-seed", action="store_true", help="do not seed the demo fleet")
     parser.add_argument(
+        "--request-log",
+        action="store_true",
+        help="print one line per request with its traceparent on stderr (follow a caller's trace)",
+    )
+    parser.add_argument(
         "--ready-file",
         type=Path,
         help="write {url, port, pid} (and tokenAudience with --token-issuer-key) here once serving",
@@ -249,6 +254,10 @@ def _token_verifier(args: argparse.Namespace) -> TokenVerifier | None:
     return TokenVerifier(key, audiences=[args.token_audience])
 
 
+def _stderr_line(line: str) -> None:
+    print(f"asset service: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     token_verifier = _token_verifier(args)
@@ -274,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 unbound_window=args.unbound_approval_window_seconds,
             ),
             token_verifier=token_verifier,
+            request_log=_stderr_line if args.request_log else None,
         )
         serve(
             app,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from .problems import Problem
 from .publisher import EventPublisher, activate_subscriptions
 from .replacement_rules import ApprovalPolicy
 from .request_body import JSON, MERGE_PATCH_JSON, read_json
+from .request_log import RequestLog
 from .seed import load_fleet
 from .service import AssetService, Clock
 from .store import DATABASE_FILE, AssetStore
@@ -156,6 +157,7 @@ def create_app(
     fault_seed: int | None = None,
     approvals: ApprovalPolicy | None = None,
     token_verifier: TokenVerifier | None = None,
+    request_log: Callable[[str], None] | None = None,
 ) -> Starlette:
     """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
 
@@ -164,6 +166,7 @@ def create_app(
     makes the injected errors reproducible. `approvals` says how long replacement approvals
     stay usable (default: 72 hours; approvals naming no hardware are refused). With a
     `token_verifier`, Entra ID bearer tokens it accepts may read and write, as API keys do.
+    `request_log` takes one line per request with its `traceparent` (RequestLog).
     """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
@@ -217,7 +220,10 @@ def create_app(
             Route("/devstack/events/redeliver", event_routes.redeliver, methods=["POST"]),
             Route("/devstack/faults", fault_routes.faults, methods=["GET", "POST"]),
         ],
-        middleware=[Middleware(FaultInjection, faults=injected)],
+        middleware=[
+            *([Middleware(RequestLog, write=request_log)] if request_log else []),
+            Middleware(FaultInjection, faults=injected),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -1,0 +1,277 @@
+"""Traces over real HTTP: the dev functions host runs the app with OTEL_EXPORTER_OTLP_ENDPOINT
+pointed at an OTLP/HTTP receiver in this test; the reference asset service logs the
+`traceparent` of every request it gets (--request-log)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from devstack.dps_requests import allocation_request
+from devstack.processes import Child, stop_children
+from observability import trace_attributes as attr
+from tests.integration.asset_service_fixtures import start_asset_service
+from tests.integration.conftest import FUNCTION_KEY, start_function_host
+
+EAST = "hub-us-east.azure-devices.net"
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    attributes: dict[str, Any]
+    service_name: str
+
+
+def _value(any_value: Any) -> Any:
+    kind = any_value.WhichOneof("value")
+    return getattr(any_value, kind) if kind else None
+
+
+class OtlpReceiver:
+    """OTLP/HTTP traces (protobuf) on a free loopback port; keeps every span it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver._keep(self.path, request)
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _keep(self, path: str, request: ExportTraceServiceRequest) -> None:
+        received = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    received.append(
+                        ReceivedSpan(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            name=span.name,
+                            kind=span.kind,
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                            service_name=str(resource.get("service.name")),
+                        )
+                    )
+        with self._lock:
+            self.paths.append(path)
+            self.spans.extend(received)
+
+    def wait_for(
+        self, trace_id: str, *, client_spans: int, timeout: float = 20
+    ) -> list[ReceivedSpan]:
+        """The spans of one trace, once its allocation span and `client_spans` others arrived."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                spans = [s for s in self.spans if s.trace_id == trace_id]
+            allocations = [s for s in spans if s.name == attr.ALLOCATION_SPAN]
+            if (allocations and len(spans) - len(allocations) >= client_spans) or (
+                time.monotonic() > deadline
+            ):
+                return spans
+            time.sleep(0.1)
+
+    def __enter__(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass(frozen=True)
+class TracedStack:
+    receiver: OtlpReceiver
+    assets: Child
+    host: Child
+
+    def post(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(
+            f"{self.host.url}/api/allocate",
+            content=body,
+            params={"code": FUNCTION_KEY},
+            headers={"content-type": "application/json", **(headers or {})},
+            timeout=10,
+        )
+
+    def asset_service_traceparents(self) -> list[str]:
+        assert self.assets.log_path is not None
+        lines = self.assets.log_path.read_text(errors="replace").splitlines()
+        return [line.rpartition("traceparent=")[2] for line in lines if "traceparent=" in line]
+
+    def host_log(self) -> str:
+        assert self.host.log_path is not None
+        return self.host.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, azurite: Any) -> Iterator[TracedStack]:
+    run_dir = tmp_path_factory.mktemp("traced")
+    with OtlpReceiver() as receiver:
+        assets = start_asset_service(run_dir, run_dir / "assets", extra_args=["--request-log"])
+        try:
+            host = start_function_host(
+                run_dir,
+                assets.url,
+                storage=azurite.connection_string,
+                name="traced-host",
+                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+                # The batch processor's default delay is 5 s; the test waits for the export.
+                OTEL_BSP_SCHEDULE_DELAY="100",
+            )
+        except Exception:
+            stop_children([assets])
+            raise
+        try:
+            yield TracedStack(receiver=receiver, assets=assets, host=host)
+        finally:
+            stop_children([host, assets])
+
+
+def _trace_parent() -> tuple[str, str, str]:
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
+
+
+def test_an_allocation_is_one_span_whose_asset_calls_are_its_children(traced, ca):
+    cert = ca.issue_device("sensor-1001", serial_number="SN-1001")
+    body = json.dumps(
+        allocation_request("sensor-1001", x509={"clientCertificate": cert.der_base64})
+    ).encode()
+    trace_parent, trace_id, parent_span_id = _trace_parent()
+
+    response = traced.post(body, {"traceparent": trace_parent})
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+
+    spans = traced.receiver.wait_for(trace_id, client_spans=3)
+    allocations = [s for s in spans if s.name == attr.ALLOCATION_SPAN]
+    assert len(allocations) == 1, spans
+    allocation = allocations[0]
+    assert allocation.parent_span_id == parent_span_id
+    assert allocation.service_name == "dps-asset-onboarding"
+    assert allocation.kind == Span.SpanKind.SPAN_KIND_SERVER
+    assert {
+        key: allocation.attributes.get(key)
+        for key in (
+            attr.REGISTRATION_ID,
+            attr.DEVICE_ID,
+            attr.ASSET_ID,
+            attr.REQUEST_ID,
+            attr.HUB,
+            attr.ROLE,
+            attr.OUTCOME,
+        )
+    } == {
+        attr.REGISTRATION_ID: "sensor-1001",
+        attr.DEVICE_ID: "sensor-1001",
+        attr.ASSET_ID: "AST-1001",
+        attr.REQUEST_ID: request_id,
+        attr.HUB: EAST,
+        attr.ROLE: "sensor",
+        attr.OUTCOME: "allocated",
+    }
+    assert attr.REASON not in allocation.attributes
+
+    # The asset API calls (two lookups and the link), each a client span under the allocation.
+    # (The outbox's queue sends are its children too: the storage SDK also uses aiohttp.)
+    calls = [s for s in spans if str(s.attributes.get("http.url")).startswith(traced.assets.url)]
+    assert sorted(
+        (s.attributes["http.method"], s.attributes["http.url"].removeprefix(traced.assets.url))
+        for s in calls
+    ) == [
+        ("GET", "/assets?deviceId=sensor-1001"),
+        ("GET", "/assets?serialNumber=SN-1001"),
+        ("POST", "/assets/AST-1001/devices"),
+    ], spans
+    assert all(s.kind == Span.SpanKind.SPAN_KIND_CLIENT for s in calls), calls
+    assert all(s.parent_span_id == allocation.span_id for s in calls), calls
+
+    # Each call reached the asset service with its own span as the parent.
+    received = traced.asset_service_traceparents()
+    for call in calls:
+        assert f"00-{trace_id}-{call.span_id}-01" in received, (call, received[-10:])
+
+    # The app's log lines about this request carry the trace and the allocation span.
+    allocated = [
+        line
+        for line in traced.host_log().splitlines()
+        if " allocated " in f"{line} " and f"requestId={request_id}" in line
+    ]
+    assert allocated, traced.host_log()[-3000:]
+    assert f"traceId={trace_id}" in allocated[0]
+    assert f"spanId={allocation.span_id}" in allocated[0]
+
+
+def test_each_allocation_is_a_trace_of_its_own_and_a_refusal_says_why(traced):
+    trace_parent, trace_id, _ = _trace_parent()
+    response = traced.post(b"{}", {"traceparent": trace_parent})
+    assert response.status_code == 400, response.text
+
+    spans = traced.receiver.wait_for(trace_id, client_spans=0)
+    assert [s.name for s in spans] == [attr.ALLOCATION_SPAN]
+    refused = spans[0].attributes
+    assert refused[attr.OUTCOME] == "refused"
+    assert response.json()["type"].endswith(":invalid-request")
+    assert refused[attr.REASON] == "invalid-request"
+    assert refused[attr.REQUEST_ID] == response.headers["x-request-id"]
+
+    # Without a traceparent the host starts a trace per invocation: no two allocations share one.
+    before = {s.trace_id for s in traced.receiver.spans}
+    assert traced.post(b"{}").status_code == 400
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        new = [
+            s
+            for s in list(traced.receiver.spans)
+            if s.trace_id not in before and s.name == attr.ALLOCATION_SPAN
+        ]
+        if new:
+            break
+        time.sleep(0.1)
+    assert len(new) == 1
+    assert new[0].trace_id != trace_id
