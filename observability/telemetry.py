@@ -105,8 +105,18 @@ def _configure_otlp() -> None:
 
 
 def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> None:
+    import os
+
     from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
+
+    # Traces only. The host already sends the worker's log lines to Application Insights (the
+    # worker pipes them while neither PYTHON_ENABLE_OPENTELEMETRY nor
+    # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is set), so the distro's log export would
+    # send each line twice; metrics are a later step. The distro (1.8) takes these switches
+    # from the environment only, ignoring its disable_* arguments; an explicit setting wins.
+    os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+    os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
 
     # An explicit credential: the exporter then never falls back to the instrumentation key,
     # and Application Insights with local authentication disabled accepts the spans.

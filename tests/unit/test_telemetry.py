@@ -16,7 +16,7 @@ from observability.telemetry import plan_telemetry
 from tests.unit.test_settings_and_startup import GOOD, REPO, SETTING_NAMES
 
 PROBE = """
-import json, sys
+import json, logging, os, sys
 import function_app
 from opentelemetry import trace
 print(json.dumps({
@@ -24,6 +24,8 @@ print(json.dumps({
     + type(trace.get_tracer_provider()).__name__,
     "sdk_loaded": "opentelemetry.sdk" in sys.modules,
     "azure_monitor_loaded": "azure.monitor.opentelemetry" in sys.modules,
+    "root_log_handlers": sorted(type(h).__name__ for h in logging.getLogger().handlers),
+    "logs_exporter": os.environ.get("OTEL_LOGS_EXPORTER"),
 }))
 """
 
@@ -53,6 +55,8 @@ def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
         "provider": "opentelemetry.trace.ProxyTracerProvider",
         "sdk_loaded": False,
         "azure_monitor_loaded": False,
+        "root_log_handlers": [],
+        "logs_exporter": None,
     }
 
 
@@ -63,6 +67,24 @@ def test_with_an_otlp_endpoint_the_app_starts_an_sdk_tracer_provider():
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
         "azure_monitor_loaded": False,
+        "root_log_handlers": [],
+        "logs_exporter": None,
+    }
+
+
+def test_with_application_insights_the_distro_sends_traces_and_leaves_logs_to_the_host():
+    # Configuring sends nothing: no span is made, so neither Azure nor a token is asked for.
+    started = _start_app(
+        APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-"
+        "000000000000;IngestionEndpoint=http://127.0.0.1:9/",
+        AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
+    )
+    assert started == {
+        "provider": "opentelemetry.sdk.trace.TracerProvider",
+        "sdk_loaded": True,
+        "azure_monitor_loaded": True,
+        "root_log_handlers": [],
+        "logs_exporter": "none",
     }
 
 
