@@ -32,6 +32,7 @@ HOST_TESTS := tests/unit \
 	tests/integration/test_function_host_eventhubs.py \
 	tests/integration/test_function_host_queues.py \
 	tests/integration/test_allocation_webhook.py \
+	tests/integration/test_telemetry.py \
 	tests/integration/test_twin_change_notifications.py \
 	tests/integration/test_devstack_stack.py
 
