@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -39,9 +39,11 @@ async def answer_allocation(
     budget_seconds: float = 4.0,
     trace_parent: str | None = None,
     trace_state: str | None = None,
+    tracer: Tracer | None = None,
 ) -> HttpAnswer:
-    """`trace_parent` and `trace_state`: the invocation's W3C trace context, the span's parent."""
-    with _allocation_span(request_id, trace_parent, trace_state) as span:
+    """`trace_parent` and `trace_state`: the invocation's W3C trace context, the span's parent.
+    `tracer`: the global provider's unless given."""
+    with _allocation_span(tracer or _tracer, request_id, trace_parent, trace_state) as span:
         log = DeviceLog(_logger, request_id=request_id)
         try:
             request = parse_request(body)
@@ -77,10 +79,10 @@ async def answer_allocation(
 
 @contextmanager
 def _allocation_span(
-    request_id: str, trace_parent: str | None, trace_state: str | None
+    tracer: Tracer, request_id: str, trace_parent: str | None, trace_state: str | None
 ) -> Iterator[Span]:
     carrier = {"traceparent": trace_parent or "", "tracestate": trace_state or ""}
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         attr.ALLOCATION_SPAN,
         context=_propagator.extract(carrier),
         kind=trace.SpanKind.SERVER,

@@ -1,7 +1,7 @@
 """Structured logging: every line about a device carries its identifiers as fields, and no line
 carries key material."""
 
-from observability.device_log import DEVICE_FIELDS, DeviceLog, trace_fields
+from observability.device_log import DEVICE_FIELDS, DeviceLog
 from observability.redaction import RedactionFilter, install_redaction, redact
 
 __all__ = [
@@ -10,5 +10,4 @@ __all__ = [
     "RedactionFilter",
     "install_redaction",
     "redact",
-    "trace_fields",
 ]

@@ -4,6 +4,10 @@ import json
 import logging
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from allocation.contract import MAX_BODY_BYTES
 from allocation.http_endpoint import answer_allocation
@@ -15,6 +19,7 @@ from asset_client import (
     AssetUnavailable,
 )
 from devstack.dps_requests import allocation_request
+from observability import trace_attributes as attr
 from policies import TrustPolicy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
@@ -26,7 +31,7 @@ def valid_body(registration_id="sensor-1001", **kwargs):
     return allocation_request(registration_id, **kwargs)
 
 
-async def answer(body, repo=None, policy=None, request_id="req-42", recorded=None):
+async def answer(body, repo=None, policy=None, request_id="req-42", recorded=None, tracer=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     service = AllocationService(
         assets=repo or FakeAssetRepository(make_asset(device_id=None)),
@@ -34,7 +39,7 @@ async def answer(body, repo=None, policy=None, request_id="req-42", recorded=Non
         asset_api_public_url="http://assets",
         outbox=(recorded or RecordingOutbox()).outbox,
     )
-    return await answer_allocation(raw, request_id=request_id, service=service)
+    return await answer_allocation(raw, request_id=request_id, service=service, tracer=tracer)
 
 
 def problem(result):
@@ -364,3 +369,54 @@ async def test_refusals_are_logged_with_the_device_fields_and_no_body(known, dem
     assert record.registrationId == "sensor-1001"
     assert record.requestId == "req-42"
     assert record.reason == "common-name-mismatch"
+
+
+@pytest.fixture
+def spans():
+    """A tracer of the test's own (the global provider stays the no-op API's) and its spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
+async def test_a_fallback_span_says_fallback_and_why(known, demo_policy, spans):
+    tracer, exporter = spans
+    outage = AssetUnavailable("asset API timed out")
+    result = await answer(known, repo=FailingRepo(outage), policy=demo_policy, tracer=tracer)
+    assert result.status == 200
+    [span] = exporter.get_finished_spans()
+    assert span.attributes[attr.OUTCOME] == "fallback"
+    assert span.attributes[attr.REASON] == "asset API timed out"
+    assert span.attributes[attr.ROLE] == "sensor"
+    assert span.attributes[attr.DEVICE_ID] == "sensor-1001"
+    assert attr.ASSET_ID not in span.attributes
+    assert span.status.status_code == StatusCode.UNSET
+
+
+async def test_a_deferral_span_is_a_refusal_with_its_code(known, demo_policy, spans):
+    tracer, exporter = spans
+    policy = demo_policy.model_copy(
+        update={"outage": demo_policy.outage.model_copy(update={"policy": "defer"})}
+    )
+    outage = AssetUnavailable("busy", status=503)
+    result = await answer(known, repo=FailingRepo(outage), policy=policy, tracer=tracer)
+    assert result.status == 503
+    [span] = exporter.get_finished_spans()
+    assert span.attributes[attr.OUTCOME] == "refused"
+    assert span.attributes[attr.REASON] == "asset-system-unavailable"
+
+
+async def test_an_unexpected_failure_span_is_an_error_naming_only_the_type(
+    known, demo_policy, spans
+):
+    tracer, exporter = spans
+    failing = FailingRepo(RuntimeError("secret=hunter2 internal"))
+    result = await answer(known, repo=failing, policy=demo_policy, tracer=tracer)
+    assert result.status == 500
+    [span] = exporter.get_finished_spans()
+    assert span.attributes[attr.OUTCOME] == "failed"
+    assert span.attributes[attr.REASON] == "RuntimeError"
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.events == ()
+    assert "hunter2" not in repr(dict(span.attributes)) + str(span.status.description)
