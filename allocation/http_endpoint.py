@@ -8,6 +8,7 @@ trace context; its attributes say who asked and what was decided.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,11 +25,13 @@ from allocation.service import AllocationOutcome, AllocationService, Refused
 from app_errors import AppError
 from observability import DeviceLog
 from observability import trace_attributes as attr
+from observability.allocation_metrics import AllocationMetrics, global_allocation_metrics
 from resilience.deadline import request_budget
 
 _logger = logging.getLogger("allocation")
 _tracer = trace.get_tracer("allocation")
 _propagator = TraceContextTextMapPropagator()
+_metrics = global_allocation_metrics()
 
 
 async def answer_allocation(
@@ -40,9 +43,12 @@ async def answer_allocation(
     trace_parent: str | None = None,
     trace_state: str | None = None,
     tracer: Tracer | None = None,
+    metrics: AllocationMetrics | None = None,
 ) -> HttpAnswer:
     """`trace_parent` and `trace_state`: the invocation's W3C trace context, the span's parent.
-    `tracer`: the global provider's unless given."""
+    `tracer` and `metrics`: the global providers' unless given."""
+    started = time.perf_counter()
+    decided: dict[str, str] = {}
     with _allocation_span(tracer or _tracer, request_id, trace_parent, trace_state) as span:
         log = DeviceLog(_logger, request_id=request_id)
         try:
@@ -54,19 +60,27 @@ async def answer_allocation(
                 outcome = await service.allocate(request, log, request_id=request_id)
         except AllocationError as error:
             log.warning("request refused", reason=error.code, detail=error.detail)
-            _record_refusal(span, error)
+            decided = _refusal(error)
             return problem_answer(error, request_id)
         except AppError as error:  # a dependency's failure: the family decides the status
             log.error(
                 "allocation failed; DPS will retry", reason=type(error).__name__, detail=str(error)
             )
-            _record_failure(span, error)
+            decided = _failure(span, error)
             return problem_answer(error, request_id)
         except Exception as error:
             log.error("allocation failed unexpectedly", exc_info=True, reason=type(error).__name__)
-            _record_failure(span, error)
+            decided = _failure(span, error)
             return problem_answer(error, request_id)
-        _record_outcome(span, outcome)
+        else:
+            decided = _outcome(outcome)
+        finally:
+            # The one place an answered request is recorded: the span's outcome attributes,
+            # and the same (bounded) ones on the metrics. Nothing when the request was
+            # cancelled before an answer.
+            if decided:
+                span.set_attributes(decided)
+                (metrics or _metrics).record(decided, time.perf_counter() - started)
     if isinstance(outcome, Refused):
         return problem_answer(outcome.error, request_id)
     return HttpAnswer(
@@ -95,31 +109,29 @@ def _allocation_span(
         yield span
 
 
-def _record_outcome(span: Span, outcome: AllocationOutcome) -> None:
+def _outcome(outcome: AllocationOutcome) -> dict[str, str]:
     if isinstance(outcome, Refused):
-        _record_refusal(span, outcome.error)
-        return
+        return _refusal(outcome.error)
     decision = outcome.decision
-    span.set_attributes(
-        {
-            attr.OUTCOME: "fallback" if outcome.fallback_reason is not None else "allocated",
-            attr.HUB: decision.hub.hub,
-            attr.HUB_SELECTION: decision.hub.selection.value,
-            attr.ROLE: decision.role.role.value,
-            attr.ROLE_REASON: decision.role.reason,
-        }
-    )
+    decided = {
+        attr.OUTCOME: "fallback" if outcome.fallback_reason is not None else "allocated",
+        attr.HUB: decision.hub.hub,
+        attr.HUB_SELECTION: decision.hub.selection.value,
+        attr.ROLE: decision.role.role.value,
+        attr.ROLE_REASON: decision.role.reason,
+    }
     if outcome.fallback_reason is not None:
-        span.set_attribute(attr.REASON, outcome.fallback_reason)
+        decided[attr.REASON] = outcome.fallback_reason
+    return decided
 
 
-def _record_refusal(span: Span, error: AllocationError) -> None:
-    span.set_attributes({attr.OUTCOME: "refused", attr.REASON: error.code})
+def _refusal(error: AllocationError) -> dict[str, str]:
+    return {attr.OUTCOME: "refused", attr.REASON: error.code}
 
 
-def _record_failure(span: Span, error: Exception) -> None:
-    span.set_attributes({attr.OUTCOME: "failed", attr.REASON: type(error).__name__})
+def _failure(span: Span, error: Exception) -> dict[str, str]:
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    return {attr.OUTCOME: "failed", attr.REASON: type(error).__name__}
 
 
 def parse_request(body: bytes) -> AllocationRequest:

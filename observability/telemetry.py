@@ -1,9 +1,10 @@
 """OpenTelemetry for the worker, configured once at start-up from its settings.
 
-OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, Application Insights (through the Azure
-Monitor distro, authenticated with the managed identity) when APPLICATIONINSIGHTS_CONNECTION_STRING
-is set, both when both are. With neither, nothing is configured: the API's no-op tracer serves
-every span, and neither the SDK nor an exporter is imported.
+Traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, Application Insights (through the
+Azure Monitor distro, authenticated with the managed identity) when
+APPLICATIONINSIGHTS_CONNECTION_STRING is set, both when both are; metrics over OTLP/HTTP only.
+With neither, nothing is configured: the API's no-op tracer and meter serve every span and
+instrument, and neither the SDK nor an exporter is imported.
 
 Either way the outgoing aiohttp calls (the asset API) get a client span each and send its
 `traceparent`.
@@ -55,6 +56,8 @@ def configure(plan: TelemetryPlan) -> bool:
         _configure_azure_monitor(plan, plan.azure_monitor_connection_string)
     else:
         _configure_otlp()
+    if plan.otlp:
+        _configure_otlp_metrics()
     # After the provider: the instrumentor takes its tracer from the global provider.
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
@@ -104,6 +107,19 @@ def _configure_otlp() -> None:
     trace.set_tracer_provider(provider)
 
 
+def _configure_otlp_metrics() -> None:
+    from opentelemetry import metrics
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    # No arguments: the exporter reads OTEL_EXPORTER_OTLP_ENDPOINT (adding /v1/metrics) and the
+    # _METRICS_ variants; the reader reads OTEL_METRIC_EXPORT_INTERVAL (default 60 s). Only the
+    # OTLP endpoint gets metrics: the distro's metrics exporter stays off (below).
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=_resource(), metric_readers=[reader]))
+
+
 def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> None:
     import os
 
@@ -113,8 +129,9 @@ def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> Non
     # Traces only. The host already sends the worker's log lines to Application Insights (the
     # worker pipes them while neither PYTHON_ENABLE_OPENTELEMETRY nor
     # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is set), so the distro's log export would
-    # send each line twice; metrics are a later step. The distro (1.8) takes these switches
-    # from the environment only, ignoring its disable_* arguments; an explicit setting wins.
+    # send each line twice; metrics go to the OTLP endpoint only, for now. The distro (1.8)
+    # takes these switches from the environment only, ignoring its disable_* arguments; an
+    # explicit setting wins.
     os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
     os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
 

@@ -4,6 +4,8 @@ import json
 import logging
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,7 +21,9 @@ from asset_client import (
     AssetUnavailable,
 )
 from devstack.dps_requests import allocation_request
+from observability import allocation_metrics as metric
 from observability import trace_attributes as attr
+from observability.allocation_metrics import AllocationMetrics
 from policies import TrustPolicy
 from tests.unit.fakes import FakeAssetRepository, make_asset
 from tests.unit.outbox_fakes import RecordingOutbox
@@ -31,7 +35,9 @@ def valid_body(registration_id="sensor-1001", **kwargs):
     return allocation_request(registration_id, **kwargs)
 
 
-async def answer(body, repo=None, policy=None, request_id="req-42", recorded=None, tracer=None):
+async def answer(
+    body, repo=None, policy=None, request_id="req-42", recorded=None, tracer=None, metrics=None
+):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     service = AllocationService(
         assets=repo or FakeAssetRepository(make_asset(device_id=None)),
@@ -39,7 +45,9 @@ async def answer(body, repo=None, policy=None, request_id="req-42", recorded=Non
         asset_api_public_url="http://assets",
         outbox=(recorded or RecordingOutbox()).outbox,
     )
-    return await answer_allocation(raw, request_id=request_id, service=service, tracer=tracer)
+    return await answer_allocation(
+        raw, request_id=request_id, service=service, tracer=tracer, metrics=metrics
+    )
 
 
 def problem(result):
@@ -420,3 +428,43 @@ async def test_an_unexpected_failure_span_is_an_error_naming_only_the_type(
     assert span.status.status_code == StatusCode.ERROR
     assert span.events == ()
     assert "hunter2" not in repr(dict(span.attributes)) + str(span.status.description)
+
+
+def _points(reader, name):
+    data = reader.get_metrics_data()
+    return {
+        frozenset(point.attributes.items()): point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for m in scope.metrics
+        if m.name == name
+        for point in m.data.data_points
+    }
+
+
+async def test_each_answer_is_counted_once_with_bounded_attributes_only(known, demo_policy):
+    # A meter provider of the test's own; the global one stays the no-op API's.
+    reader = InMemoryMetricReader()
+    metrics = AllocationMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    await answer(known, policy=demo_policy, metrics=metrics)
+    outage = AssetUnavailable("asset API timed out")
+    await answer(known, repo=FailingRepo(outage), policy=demo_policy, metrics=metrics)
+    await answer(b"{}", metrics=metrics)
+    failing = FailingRepo(RuntimeError("secret=hunter2 internal"))
+    await answer(known, repo=failing, policy=demo_policy, metrics=metrics)
+
+    counts = {k: p.value for k, p in _points(reader, metric.ALLOCATIONS).items()}
+    assert counts == {
+        frozenset({attr.OUTCOME: "allocated", attr.HUB: EAST, attr.ROLE: "sensor"}.items()): 1,
+        # A fallback's reason is the outage's free text: on the span, not on the metric.
+        frozenset({attr.OUTCOME: "fallback", attr.HUB: EAST, attr.ROLE: "sensor"}.items()): 1,
+        frozenset({attr.OUTCOME: "refused", attr.REASON: "invalid-request"}.items()): 1,
+        frozenset({attr.OUTCOME: "failed", attr.REASON: "RuntimeError"}.items()): 1,
+    }
+    durations = _points(reader, metric.ALLOCATION_DURATION)
+    assert {dict(k)[attr.OUTCOME]: p.count for k, p in durations.items()} == {
+        "allocated": 1,
+        "fallback": 1,
+        "refused": 1,
+        "failed": 1,
+    }

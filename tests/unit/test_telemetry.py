@@ -18,8 +18,10 @@ from tests.unit.test_settings_and_startup import GOOD, REPO, SETTING_NAMES
 PROBE = """
 import json, logging, os, sys
 import function_app
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 print(json.dumps({
+    "meter_provider": type(metrics.get_meter_provider()).__module__ + "."
+    + type(metrics.get_meter_provider()).__name__,
     "provider": type(trace.get_tracer_provider()).__module__ + "."
     + type(trace.get_tracer_provider()).__name__,
     "sdk_loaded": "opentelemetry.sdk" in sys.modules,
@@ -52,6 +54,7 @@ def _start_app(**overrides: str) -> dict[str, object]:
 def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
     started = _start_app()
     assert started == {
+        "meter_provider": "opentelemetry.metrics._internal._ProxyMeterProvider",
         "provider": "opentelemetry.trace.ProxyTracerProvider",
         "sdk_loaded": False,
         "azure_monitor_loaded": False,
@@ -60,10 +63,11 @@ def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
     }
 
 
-def test_with_an_otlp_endpoint_the_app_starts_an_sdk_tracer_provider():
+def test_with_an_otlp_endpoint_the_app_starts_sdk_tracer_and_meter_providers():
     # The probe above can fail: the same start with an exporter set has the SDK's provider.
     started = _start_app(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     assert started == {
+        "meter_provider": "opentelemetry.sdk.metrics._internal.MeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
         "azure_monitor_loaded": False,
@@ -79,7 +83,10 @@ def test_with_application_insights_the_distro_sends_traces_and_leaves_logs_to_th
         "000000000000;IngestionEndpoint=http://127.0.0.1:9/",
         AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
     )
+    # Metrics stay off on this path: the distro's metrics exporter is switched off, and no
+    # meter provider is set.
     assert started == {
+        "meter_provider": "opentelemetry.metrics._internal._ProxyMeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
         "azure_monitor_loaded": True,
