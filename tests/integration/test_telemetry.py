@@ -1,6 +1,6 @@
-"""Traces over real HTTP: the dev functions host runs the app with OTEL_EXPORTER_OTLP_ENDPOINT
-pointed at an OTLP/HTTP receiver in this test; the reference asset service logs the
-`traceparent` of every request it gets (--request-log)."""
+"""Traces and metrics over real HTTP: the dev functions host runs the app with
+OTEL_EXPORTER_OTLP_ENDPOINT pointed at an OTLP/HTTP receiver in this test; the reference asset
+service logs the `traceparent` of every request it gets (--request-log)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -24,6 +28,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from devstack.dps_requests import allocation_request
 from devstack.processes import Child, stop_children
+from observability import allocation_metrics as metric
 from observability import trace_attributes as attr
 from tests.integration.asset_service_fixtures import start_asset_service
 from tests.integration.conftest import FUNCTION_KEY, start_function_host
@@ -47,11 +52,24 @@ def _value(any_value: Any) -> Any:
     return getattr(any_value, kind) if kind else None
 
 
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One data point of a sum (value) or a histogram (count), cumulative as exported."""
+
+    metric: str
+    unit: str
+    attributes: frozenset[tuple[str, Any]]
+    time_unix_nano: int
+    value: float
+
+
 class OtlpReceiver:
-    """OTLP/HTTP traces (protobuf) on a free loopback port; keeps every span it is sent."""
+    """OTLP/HTTP traces and metrics (protobuf) on a free loopback port; keeps every span and
+    data point it is sent."""
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedPoint] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
         receiver = self
@@ -61,10 +79,16 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._keep(self.path, request)
-                answer = ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/metrics":
+                    metrics_request = ExportMetricsServiceRequest()
+                    metrics_request.ParseFromString(body)
+                    receiver._keep_points(metrics_request)
+                    answer = ExportMetricsServiceResponse().SerializeToString()
+                else:
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver._keep(self.path, request)
+                    answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(answer)))
@@ -98,6 +122,45 @@ class OtlpReceiver:
         with self._lock:
             self.paths.append(path)
             self.spans.extend(received)
+
+    def _keep_points(self, request: ExportMetricsServiceRequest) -> None:
+        received = []
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for m in scope_metrics.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind == "sum":
+                        points = [(p, p.as_double or p.as_int) for p in m.sum.data_points]
+                    elif kind == "histogram":
+                        points = [(p, p.count) for p in m.histogram.data_points]
+                    else:
+                        continue
+                    for point, value in points:
+                        received.append(
+                            ReceivedPoint(
+                                metric=m.name,
+                                unit=m.unit,
+                                attributes=frozenset(
+                                    (a.key, _value(a.value)) for a in point.attributes
+                                ),
+                                time_unix_nano=point.time_unix_nano,
+                                value=value,
+                            )
+                        )
+        with self._lock:
+            self.paths.append("/v1/metrics")
+            self.points.extend(received)
+
+    def latest(self, metric_name: str) -> dict[frozenset[tuple[str, Any]], ReceivedPoint]:
+        """Each attribute set's latest cumulative point of `metric_name`."""
+        latest: dict[frozenset[tuple[str, Any]], ReceivedPoint] = {}
+        with self._lock:
+            points = [p for p in self.points if p.metric == metric_name]
+        for point in points:
+            known = latest.get(point.attributes)
+            if known is None or point.time_unix_nano >= known.time_unix_nano:
+                latest[point.attributes] = point
+        return latest
 
     def wait_for(
         self, trace_id: str, *, client_spans: int, timeout: float = 20
@@ -160,8 +223,10 @@ def traced(tmp_path_factory: pytest.TempPathFactory, azurite: Any) -> Iterator[T
                 storage=azurite.connection_string,
                 name="traced-host",
                 OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-                # The batch processor's default delay is 5 s; the test waits for the export.
+                # The batch processor's default delay is 5 s, the metric reader's interval 60 s;
+                # the test waits for the export.
                 OTEL_BSP_SCHEDULE_DELAY="100",
+                OTEL_METRIC_EXPORT_INTERVAL="500",
             )
         except Exception:
             stop_children([assets])
@@ -275,3 +340,60 @@ def test_each_allocation_is_a_trace_of_its_own_and_a_refusal_says_why(traced):
         time.sleep(0.1)
     assert len(new) == 1
     assert new[0].trace_id != trace_id
+
+
+def _allocations_by_outcome(receiver: OtlpReceiver) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for attributes, point in receiver.latest(metric.ALLOCATIONS).items():
+        outcome = str(dict(attributes).get(attr.OUTCOME))
+        counts[outcome] = counts.get(outcome, 0) + point.value
+    return counts
+
+
+def _spans_by_outcome(receiver: OtlpReceiver) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for span in list(receiver.spans):
+        if span.name == attr.ALLOCATION_SPAN:
+            outcome = str(span.attributes.get(attr.OUTCOME))
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def test_the_metrics_count_each_answered_allocation_by_outcome(traced, ca):
+    # The host is the module's: the allocations of the tests above count too. Each of them
+    # waited for its span, so the spans received so far are the baseline.
+    expected = _spans_by_outcome(traced.receiver)
+    cert = ca.issue_device("sensor-1001", serial_number="SN-1001")
+    allocated = json.dumps(
+        allocation_request("sensor-1001", x509={"clientCertificate": cert.der_base64})
+    ).encode()
+    for _ in range(3):
+        response = traced.post(allocated)
+        assert response.status_code == 200, response.text
+    response = traced.post(b"{}")
+    assert response.status_code == 400, response.text
+    expected["allocated"] = expected.get("allocated", 0) + 3
+    expected["refused"] = expected.get("refused", 0) + 1
+
+    deadline = time.monotonic() + 20
+    while _allocations_by_outcome(traced.receiver) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _allocations_by_outcome(traced.receiver) == expected, traced.receiver.latest(
+        metric.ALLOCATIONS
+    )
+
+    counters = traced.receiver.latest(metric.ALLOCATIONS)
+    assert {p.unit for p in counters.values()} == {"{allocation}"}
+    attribute_sets = [dict(a) for a in counters]
+    assert {
+        attr.OUTCOME: "allocated",
+        attr.HUB: EAST,
+        attr.ROLE: "sensor",
+    } in attribute_sets, attribute_sets
+    assert {attr.OUTCOME: "refused", attr.REASON: "invalid-request"} in attribute_sets
+
+    durations = traced.receiver.latest(metric.ALLOCATION_DURATION)
+    assert {p.unit for p in durations.values()} == {"s"}
+    assert {str(dict(a)[attr.OUTCOME]): p.value for a, p in durations.items()} == expected, (
+        durations
+    )
