@@ -24,6 +24,10 @@ ALLOCATION_DURATION = "dps.allocation.duration"
 # it stays on the span and the log line only.
 METRIC_ATTRIBUTES = (attr.OUTCOME, attr.REASON, attr.HUB, attr.ROLE)
 _REASONED = ("refused", "failed")
+# The semantic conventions' boundaries for a request duration in seconds (as for
+# http.server.request.duration); the SDK's defaults are meant for milliseconds and would put
+# every allocation (DPS allows it 5 s) in the first bucket.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
 class AllocationMetrics:
@@ -37,6 +41,7 @@ class AllocationMetrics:
             ALLOCATION_DURATION,
             unit="s",
             description="Time to answer an allocation request, by outcome",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
 
     def record(self, attributes: Mapping[str, str], seconds: float) -> None:

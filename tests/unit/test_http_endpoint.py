@@ -468,3 +468,5 @@ async def test_each_answer_is_counted_once_with_bounded_attributes_only(known, d
         "refused": 1,
         "failed": 1,
     }
+    # Buckets in seconds, not the SDK's defaults (which are meant for milliseconds).
+    assert {tuple(p.explicit_bounds) for p in durations.values()} == {metric.DURATION_BUCKETS}
