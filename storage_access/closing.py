@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 
-class ClosedOnExit:
-    """Mixed into a class with `async def aclose()`."""
+class ClosedOnExit(ABC):
+    """Mixed into an adapter that says how it closes (`aclose`)."""
 
-    async def aclose(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def aclose(self) -> None: ...
 
     async def __aenter__(self) -> Self:
         return self
