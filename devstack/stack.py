@@ -204,6 +204,8 @@ class LocalStack:
             ["--port", str(options.asset_port), "--data-dir", str(self.data_dir / "assets")]
             + ["--api-key", self.asset_key]
             + ["--event-grid-url", f"{function_url}{ASSET_EVENTS_PATH}"]
+            # As infra/'s topic delivers them: CloudEvents, with the write's trace context.
+            + ["--event-schema", "cloudevents"]
             + ["--event-retry-scale", str(options.event_retry_scale)]
             + ["--approval-ttl-hours", repr(options.approval_ttl_hours)]
             + ["--unbound-approval-window-seconds", repr(options.unbound_approval_window_seconds)]

@@ -16,7 +16,7 @@ from devstack.serving import PortInUse, serve
 
 from .app import create_app
 from .auth import API_KEY_ENV, DEFAULT_API_KEY, DEFAULT_TOKEN_AUDIENCE
-from .change_events import DEFAULT_TOPIC
+from .change_events import DEFAULT_TOPIC, EventSchema
 from .faults import MAX_LATENCY_MS, FaultSettings
 from .problems import Problem
 from .publisher import check_endpoint
@@ -124,6 +124,15 @@ def _add_event_arguments(parser: argparse.ArgumentParser) -> None:
     )
     events.add_argument(
         "--event-grid-key", metavar="KEY", help="sent as the aeg-sas-key header when given"
+    )
+    events.add_argument(
+        "--event-schema",
+        type=EventSchema,
+        choices=list(EventSchema),
+        default=EventSchema.EVENT_GRID,
+        help="eventgrid, or cloudevents (CloudEvents 1.0 with the write's W3C trace context in"
+        " traceparent/tracestate, as a topic with the CloudEvents input schema delivers them)"
+        " (default: %(default)s)",
     )
     events.add_argument(
         "--event-topic",
@@ -270,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             event_grid_urls=args.event_grid_urls,
             event_grid_key=args.event_grid_key,
             event_topic=args.event_topic,
+            event_schema=args.event_schema,
             event_retry_scale=args.event_retry_scale,
             event_delivery_timeout=args.event_delivery_timeout,
             faults=FaultSettings(

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from devstack.identity.tokens import TokenVerifier
 
 from .auth import DEFAULT_API_KEY, KeyRing
-from .change_events import DEFAULT_TOPIC
+from .change_events import DEFAULT_TOPIC, EventSchema
 from .delivery_policy import DeliveryPolicy
 from .event_routes import EventRoutes
 from .faults import FaultInjection, FaultRoutes, Faults, FaultSettings
@@ -32,6 +32,7 @@ from .request_log import RequestLog
 from .seed import load_fleet
 from .service import AssetService, Clock
 from .store import DATABASE_FILE, AssetStore
+from .trace_context import TraceContextMiddleware
 from .validation import (
     check_patch,
     parse_asset_id,
@@ -158,6 +159,7 @@ def create_app(
     approvals: ApprovalPolicy | None = None,
     token_verifier: TokenVerifier | None = None,
     request_log: Callable[[str], None] | None = None,
+    event_schema: EventSchema = EventSchema.EVENT_GRID,
 ) -> Starlette:
     """Open (creating if needed) data_dir/assets.sqlite3, seed an empty one, build the app.
 
@@ -167,6 +169,8 @@ def create_app(
     stay usable (default: 72 hours; approvals naming no hardware are refused). With a
     `token_verifier`, Entra ID bearer tokens it accepts may read and write, as API keys do.
     `request_log` takes one line per request with its `traceparent` (RequestLog).
+    `event_schema`: the change events' schema; CloudEvents carry the trace context of the write
+    that caused them (trace_context.py).
     """
     if not api_keys:
         raise ValueError("at least one read-write API key is required")
@@ -182,13 +186,17 @@ def create_app(
     store = AssetStore(directory / DATABASE_FILE)
     try:
         subscriptions = activate_subscriptions(store, event_grid_urls)
-        service = AssetService(store, clock, topic=event_topic, approvals=approvals)
+        service = AssetService(
+            store, clock, topic=event_topic, approvals=approvals, event_schema=event_schema
+        )
         if seed:
             service.seed(load_fleet())
     except BaseException:
         store.close()
         raise
-    publisher = EventPublisher(store, subscriptions, key=event_grid_key, policy=policy)
+    publisher = EventPublisher(
+        store, subscriptions, key=event_grid_key, policy=policy, schema=event_schema
+    )
     keys = KeyRing(frozenset(api_keys), frozenset(read_only_keys), tokens=token_verifier)
     routes = AssetRoutes(service, keys)
     event_routes = EventRoutes(store, keys, publisher.wake)
@@ -222,6 +230,7 @@ def create_app(
         ],
         middleware=[
             *([Middleware(RequestLog, write=request_log)] if request_log else []),
+            Middleware(TraceContextMiddleware),
             Middleware(FaultInjection, faults=injected),
         ],
         exception_handlers=handlers,

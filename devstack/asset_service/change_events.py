@@ -1,4 +1,5 @@
-"""The change events the asset service publishes, in the Event Grid event schema; no I/O."""
+"""The change events the asset service publishes, in the Event Grid event schema or CloudEvents
+1.0 (what an Event Grid topic with the CloudEvents input schema delivers); no I/O."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ from enum import StrEnum
 
 from .fields import CONTENT_FIELDS
 from .model import Asset, AssetStatus, JsonObject, canonical_json
+from .trace_context import TraceContext
 
 DEFAULT_TOPIC = "/devstack/assetManagement"
 DATA_VERSION = "1.0"
 METADATA_VERSION = "1"
+
+
+class EventSchema(StrEnum):
+    EVENT_GRID = "eventgrid"
+    CLOUD_EVENTS = "cloudevents"
 
 
 class ChangeEventType(StrEnum):
@@ -29,10 +36,28 @@ def changed_fields(before: Asset | None, after: Asset) -> list[str]:
     ]
 
 
-def change_events(before: Asset | None, after: Asset, *, at: str, topic: str) -> list[JsonObject]:
-    """AssetChanged for a write that bumped the version, then AssetRetired / ReplacementApproved."""
+def change_events(
+    before: Asset | None,
+    after: Asset,
+    *,
+    at: str,
+    topic: str,
+    schema: EventSchema = EventSchema.EVENT_GRID,
+    trace: TraceContext | None = None,
+) -> list[JsonObject]:
+    """AssetChanged for a write that bumped the version, then AssetRetired / ReplacementApproved.
+
+    CloudEvents carry `trace` as the distributed tracing extension (traceparent, tracestate).
+    """
     if before is not None and before.version == after.version:
         return []
+    events = _events(before, after, at, topic)
+    if schema is EventSchema.CLOUD_EVENTS:
+        return [_cloud_event(event, trace) for event in events]
+    return events
+
+
+def _events(before: Asset | None, after: Asset, at: str, topic: str) -> list[JsonObject]:
     base: JsonObject = {"assetId": after.asset_id, "version": after.version}
     events = [
         _event(
@@ -66,3 +91,23 @@ def _event(
         "dataVersion": DATA_VERSION,
         "metadataVersion": METADATA_VERSION,
     }
+
+
+def _cloud_event(event: JsonObject, trace: TraceContext | None) -> JsonObject:
+    """The same event in CloudEvents 1.0: the topic becomes the source, no data/metadata
+    versions (CloudEvents has none)."""
+    cloud: JsonObject = {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event["topic"],
+        "type": event["eventType"],
+        "subject": event["subject"],
+        "time": event["eventTime"],
+        "datacontenttype": "application/json",
+        "data": event["data"],
+    }
+    if trace is not None:
+        cloud["traceparent"] = trace.traceparent
+        if trace.tracestate:
+            cloud["tracestate"] = trace.tracestate
+    return cloud

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from .change_events import DATA_VERSION, METADATA_VERSION
+from .change_events import DATA_VERSION, METADATA_VERSION, EventSchema
 from .delivery_policy import DeadLetterReason, DeliveryPolicy, Verdict, judge
 from .model import format_epoch
 from .outbox import Attempt, DueDelivery, Subscription
@@ -73,8 +73,10 @@ class EventPublisher:
         key: str | None = None,
         policy: DeliveryPolicy | None = None,
         rng: random.Random | None = None,
+        schema: EventSchema = EventSchema.EVENT_GRID,
     ) -> None:
         self._store = store
+        self._schema = schema
         self._subscriptions = list(subscriptions)
         self._key = key
         self._policy = policy or DeliveryPolicy()
@@ -141,13 +143,16 @@ class EventPublisher:
 
     def _headers(self, subscription: Subscription, delivery_count: int) -> dict[str, str]:
         headers = {
-            "Content-Type": "application/json",
             "aeg-event-type": "Notification",
             "aeg-delivery-count": str(delivery_count),
             "aeg-subscription-name": subscription.name,
-            "aeg-data-version": DATA_VERSION,
-            "aeg-metadata-version": METADATA_VERSION,
         }
+        if self._schema is EventSchema.CLOUD_EVENTS:
+            headers["Content-Type"] = "application/cloudevents-batch+json; charset=utf-8"
+        else:
+            headers["Content-Type"] = "application/json"
+            headers["aeg-data-version"] = DATA_VERSION
+            headers["aeg-metadata-version"] = METADATA_VERSION
         if self._key is not None:
             headers["aeg-sas-key"] = self._key
         return headers

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from . import problems
-from .change_events import DEFAULT_TOPIC, change_events
+from . import problems, trace_context
+from .change_events import DEFAULT_TOPIC, EventSchema, change_events
 from .merge_patch import apply_merge_patch
 from .model import (
     Asset,
@@ -75,10 +75,12 @@ class AssetService:
         *,
         topic: str = DEFAULT_TOPIC,
         approvals: ApprovalPolicy | None = None,
+        event_schema: EventSchema = EventSchema.EVENT_GRID,
     ) -> None:
         self._store = store
         self._clock = clock
         self._topic = topic
+        self._event_schema = event_schema
         self._approvals = approvals or ApprovalPolicy()
 
     def _now(self) -> str:
@@ -151,7 +153,15 @@ class AssetService:
             return self._write(tx, asset_id, draft, current)
 
     def _publish(self, tx: Transaction, before: Asset | None, after: Asset) -> None:
-        tx.outbox.append(change_events(before, after, at=after.updated_at, topic=self._topic))
+        events = change_events(
+            before,
+            after,
+            at=after.updated_at,
+            topic=self._topic,
+            schema=self._event_schema,
+            trace=trace_context.current(),
+        )
+        tx.outbox.append(events)
 
     def _write(
         self,
