@@ -25,6 +25,7 @@ from iothub_client.errors import (
     UnknownHub,
 )
 from iothub_client.models import DeviceRecord, Twin, TwinPatch
+from observability.resilience_metrics import ResilienceMetrics, global_resilience_metrics
 
 T = TypeVar("T")
 _METADATA_KEYS = ("$metadata", "$version")
@@ -40,17 +41,23 @@ class SdkIotHubRegistry:
         timeout_seconds: float,
         ca_bundle: str | None = None,
         credential_factory: Callable[[], Any] | None = None,
+        metrics: ResilienceMetrics | None = None,
     ) -> None:
+        """`metrics`: where 429s are counted (the process's OpenTelemetry instruments unless
+        given)."""
         self._connections = connections
         self._timeout = timeout_seconds
         self._ca_bundle = ca_bundle
         self._credential_factory = credential_factory
         self._credential: Any = None
+        self._metrics = metrics or global_resilience_metrics()
         # requests sessions are not safe to share across threads: one manager per thread and hub.
         self._local = threading.local()
 
     async def get_twin(self, hub: str, device_id: str) -> Twin:
-        raw = await self._run(hub, f"GET twin {device_id}", lambda rm: rm.get_twin(device_id))
+        raw = await self._run(
+            hub, "get_twin", f"GET twin {device_id}", lambda rm: rm.get_twin(device_id)
+        )
         return _twin(hub, raw)
 
     async def update_twin(
@@ -65,10 +72,12 @@ class SdkIotHubRegistry:
             )
             return rm.update_twin(device_id, SdkTwin(tags=patch.tags, properties=properties), etag)
 
-        return _twin(hub, await self._run(hub, f"PATCH twin {device_id}", call))
+        return _twin(hub, await self._run(hub, "update_twin", f"PATCH twin {device_id}", call))
 
     async def get_device(self, hub: str, device_id: str) -> DeviceRecord:
-        raw = await self._run(hub, f"GET device {device_id}", lambda rm: rm.get_device(device_id))
+        raw = await self._run(
+            hub, "get_device", f"GET device {device_id}", lambda rm: rm.get_device(device_id)
+        )
         return _device(hub, raw)
 
     async def disable_device(self, hub: str, device_id: str) -> DeviceRecord:
@@ -89,7 +98,9 @@ class SdkIotHubRegistry:
             )
 
         verb = "enable" if status == "enabled" else "disable"
-        return _device(hub, await self._run(hub, f"{verb} device {device_id}", call))
+        return _device(
+            hub, await self._run(hub, f"{verb}_device", f"{verb} device {device_id}", call)
+        )
 
     async def query_twins(self, hub: str, query: str, *, limit: int = 1000) -> list[Twin]:
         if limit < 1:
@@ -118,17 +129,22 @@ class SdkIotHubRegistry:
             return items[:limit]
 
         # The query text stays out of errors: callers may build it from device data.
-        raw = await self._run(hub, "query twins", call)
+        raw = await self._run(hub, "query_twins", "query twins", call)
         return [_twin(hub, item) for item in raw]
 
     async def delete_device(self, hub: str, device_id: str, *, etag: str | None = None) -> None:
         await self._run(
-            hub, f"DELETE device {device_id}", lambda rm: rm.delete_device(device_id, etag)
+            hub,
+            "delete_device",
+            f"DELETE device {device_id}",
+            lambda rm: rm.delete_device(device_id, etag),
         )
 
-    async def _run(self, hub: str, what: str, call: Callable[[Any], T]) -> T:
+    async def _run(self, hub: str, operation: str, what: str, call: Callable[[Any], T]) -> T:
+        """`operation`: the method's name, a bounded metric attribute; `what`: for the error."""
         connection = self._connection(hub)
-        return await asyncio.to_thread(self._call_in_thread, connection, what, call)
+        # to_thread copies the context: the SDK's HTTP spans (requests) join the caller's trace.
+        return await asyncio.to_thread(self._call_in_thread, connection, operation, what, call)
 
     def _connection(self, hub: str) -> HubConnection:
         try:
@@ -136,7 +152,9 @@ class SdkIotHubRegistry:
         except KeyError:
             raise UnknownHub(f"no IoT Hub connection is configured for {hub}") from None
 
-    def _call_in_thread(self, connection: HubConnection, what: str, call: Callable[[Any], T]) -> T:
+    def _call_in_thread(
+        self, connection: HubConnection, operation: str, what: str, call: Callable[[Any], T]
+    ) -> T:
         from azure.core.exceptions import ClientAuthenticationError
         from msrest.exceptions import ClientRequestError, HttpOperationError
 
@@ -144,6 +162,8 @@ class SdkIotHubRegistry:
             return call(self._manager(connection))
         except HttpOperationError as exc:
             error = _mapped(exc, f"{connection.hub}: {what}")
+            if isinstance(error, HubThrottled):
+                self._metrics.throttled(connection.hub, operation)
             if isinstance(error, HubAccessDenied) and connection.auth == "managedIdentity":
                 error = HubAccessDenied(
                     f"{error} (the hub refused the app's token: grant its identity IoT Hub "

@@ -27,6 +27,7 @@ from typing import Any, NoReturn, TypeVar
 import pybreaker
 
 from app_errors import DependencyUnavailable
+from observability.resilience_metrics import ResilienceMetrics, global_resilience_metrics
 
 T = TypeVar("T")
 _logger = logging.getLogger("resilience.breaker")
@@ -74,7 +75,10 @@ class Breaker:
         fail_max: int = 5,
         reset_timeout_seconds: float = 30.0,
         metrics: BreakerMetrics | None = None,
+        telemetry: ResilienceMetrics | None = None,
     ) -> None:
+        """`telemetry`: where the state is reported (the process's OpenTelemetry instruments
+        unless given)."""
         self.name = name
         self.metrics = metrics or BreakerMetrics()
         self._is_failure = is_failure
@@ -89,6 +93,7 @@ class Breaker:
             throw_new_error_on_trip=False,
         )
         self._trial_in_flight = False
+        (telemetry or global_resilience_metrics()).watch(self)
 
     @property
     def state(self) -> str:

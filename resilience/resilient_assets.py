@@ -110,4 +110,5 @@ class ResilientAssetRepository:
                 f"asset API: the {seconds:.2f} s budget is spent ({what})"
             ),
             what=f"asset API: {what}",
+            dependency=self.breaker.name,
         )

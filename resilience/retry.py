@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential, wait_random
 
 from app_errors import DependencyUnavailable
+from observability.resilience_metrics import ResilienceMetrics, global_resilience_metrics
 from resilience.deadline import remaining
 
 T = TypeVar("T")
@@ -45,7 +46,10 @@ async def call_with_retries(
         f"the budget of {seconds:.2f} s is spent"
     ),
     what: str = "call",
+    dependency: str = "unnamed",
+    metrics: ResilienceMetrics | None = None,
 ) -> T:
+    """`what`: the call, for the log; `dependency`: its service, a bounded metric attribute."""
     budget = remaining(policy.deadline_seconds)
     deadline = time.monotonic() + budget
     backoff = wait_exponential(
@@ -74,6 +78,7 @@ async def call_with_retries(
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
+        (metrics or global_resilience_metrics()).retried(dependency, error)
         _logger.info(
             "retrying",
             extra={
