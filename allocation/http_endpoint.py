@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Span, Tracer
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -26,11 +23,11 @@ from app_errors import AppError
 from observability import DeviceLog
 from observability import trace_attributes as attr
 from observability.allocation_metrics import AllocationMetrics, global_allocation_metrics
+from observability.flow_spans import flow_span, mark_failed
 from resilience.deadline import request_budget
 
 _logger = logging.getLogger("allocation")
 _tracer = trace.get_tracer("allocation")
-_propagator = TraceContextTextMapPropagator()
 _metrics = global_allocation_metrics()
 
 
@@ -49,7 +46,14 @@ async def answer_allocation(
     `tracer` and `metrics`: the global providers' unless given."""
     started = time.perf_counter()
     decided: dict[str, str] = {}
-    with _allocation_span(tracer or _tracer, request_id, trace_parent, trace_state) as span:
+    with flow_span(
+        tracer or _tracer,
+        attr.ALLOCATION_SPAN,
+        kind=trace.SpanKind.SERVER,
+        request_id=request_id,
+        trace_parent=trace_parent,
+        trace_state=trace_state,
+    ) as span:
         log = DeviceLog(_logger, request_id=request_id)
         try:
             request = parse_request(body)
@@ -91,24 +95,6 @@ async def answer_allocation(
     )
 
 
-@contextmanager
-def _allocation_span(
-    tracer: Tracer, request_id: str, trace_parent: str | None, trace_state: str | None
-) -> Iterator[Span]:
-    carrier = {"traceparent": trace_parent or "", "tracestate": trace_state or ""}
-    with tracer.start_as_current_span(
-        attr.ALLOCATION_SPAN,
-        context=_propagator.extract(carrier),
-        kind=trace.SpanKind.SERVER,
-        attributes={attr.REQUEST_ID: request_id},
-        # Every outcome is recorded below, the unexpected ones with their type only: an
-        # exception event would carry a message that may quote device data.
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        yield span
-
-
 def _outcome(outcome: AllocationOutcome) -> dict[str, str]:
     if isinstance(outcome, Refused):
         return _refusal(outcome.error)
@@ -130,7 +116,7 @@ def _refusal(error: AllocationError) -> dict[str, str]:
 
 
 def _failure(span: Span, error: Exception) -> dict[str, str]:
-    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    mark_failed(span, error)
     return {attr.OUTCOME: "failed", attr.REASON: type(error).__name__}
 
 

@@ -30,6 +30,8 @@ def audit_blueprint(services: Callable[[], AuditServices]) -> func.Blueprint:
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
+            trace_parent=context.trace_context.trace_parent,
+            trace_state=context.trace_context.trace_state,
         )
 
     return blueprint

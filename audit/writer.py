@@ -29,18 +29,23 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import pydantic_core
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field, ValidationError
 
 from audit.entry import BATCH_FIELD, AuditEntry
 from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
 from audit.queue import DelayedSender
+from observability import trace_attributes as attr
+from observability.flow_spans import flow_span
 from resilience.queue_port import QueueError
 
 ATTEMPTS_FIELD = "writeAttempts"
 UNREADABLE_TEXT_CHARS = 4000
 """How much of an unreadable message or entry the ERROR line carries."""
 _MAX_DOUBLINGS = 30
+_tracer = trace.get_tracer("audit")
 
 WriteOutcome = Literal["written", "duplicate", "requeued", "unreadable", "rejected"]
 """Of a whole message, first that applies: "requeued" (entries put back), "rejected" (the table
@@ -85,9 +90,33 @@ class AuditWriter:
         self._random = random_fraction
 
     async def handle(
-        self, body: bytes | str, *, dequeue_count: int = 1, request_id: str | None = None
+        self,
+        body: bytes | str,
+        *,
+        dequeue_count: int = 1,
+        request_id: str | None = None,
+        trace_parent: str | None = None,
+        trace_state: str | None = None,
     ) -> WriteOutcome:
-        """Store the message's entries in order; see the module docstring for the outcomes."""
+        """Store the message's entries in order; see the module docstring for the outcomes.
+
+        `trace_parent`/`trace_state`: the invocation's trace context, the span's parent."""
+        with flow_span(
+            _tracer,
+            attr.AUDIT_BATCH_SPAN,
+            kind=SpanKind.CONSUMER,
+            request_id=request_id or "",
+            trace_parent=trace_parent,
+            trace_state=trace_state,
+            attributes={attr.DEQUEUE_COUNT: dequeue_count},
+        ) as span:
+            outcome = await self._handle(body, dequeue_count, request_id)
+            span.set_attribute(attr.AUDIT_RESULT, outcome)
+            return outcome
+
+    async def _handle(
+        self, body: bytes | str, dequeue_count: int, request_id: str | None
+    ) -> WriteOutcome:
         fields: dict[str, Any] = {"dequeueCount": dequeue_count, "invocationId": request_id}
         try:
             parsed: Any = pydantic_core.from_json(body, allow_inf_nan=False)

@@ -4,9 +4,11 @@ The identifiers travel as LogRecord attributes (logging's `extra`), which Applic
 turns into custom dimensions and the dev host prints as key=value. Values are identifiers only:
 callers never pass secrets, bodies or certificates.
 
-Each line also carries the trace and span ids of the current span (traceId, spanId) when there
-is a valid one, so a line leads to its trace. Only the OpenTelemetry API is imported: without a
-configured SDK the ids are those of the incoming trace context, if the request had one.
+The device identifiers bound to a log are set on the current span as well (when it records),
+so a flow's span carries the ids its lines do. Each line also carries the trace and span ids of
+the current span (traceId, spanId) when there is a valid one, so a line leads to its trace. Only
+the OpenTelemetry API is imported: without a configured SDK the ids are those of the incoming
+trace context, if the request had one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import logging
 from typing import Any
 
 from opentelemetry import trace
+
+from observability import trace_attributes as attr
 
 DEVICE_FIELDS = ("registrationId", "deviceId", "assetId", "requestId")
 
@@ -36,11 +40,13 @@ class DeviceLog:
             "assetId": asset_id,
             "requestId": request_id,
         }
+        _tag_current_span(self.fields)
 
     def bind(self, **fields: Any) -> DeviceLog:
         """A copy with more (or updated) fields, e.g. the asset id once it is known."""
         bound = DeviceLog(self._logger, request_id=self.fields["requestId"])
         bound.fields = {**self.fields, **fields}
+        _tag_current_span(fields)
         return bound
 
     def info(self, message: str, **fields: Any) -> None:
@@ -58,6 +64,25 @@ class DeviceLog:
         if self._logger.isEnabledFor(level):
             extra = {**self.fields, **fields, **trace_fields()}
             self._logger.log(level, message, extra=extra, exc_info=exc_info, stacklevel=3)
+
+
+# The identifiers a flow binds to its log are its span's too: one binding, both places.
+_SPAN_ATTRIBUTES = {
+    "registrationId": attr.REGISTRATION_ID,
+    "deviceId": attr.DEVICE_ID,
+    "assetId": attr.ASSET_ID,
+    "requestId": attr.REQUEST_ID,
+}
+
+
+def _tag_current_span(fields: dict[str, Any]) -> None:
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    for field, value in fields.items():
+        name = _SPAN_ATTRIBUTES.get(field)
+        if name is not None and isinstance(value, str) and value:
+            span.set_attribute(name, value)
 
 
 def trace_fields() -> dict[str, str]:

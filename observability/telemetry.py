@@ -1,13 +1,14 @@
 """OpenTelemetry for the worker, configured once at start-up from its settings.
 
-Traces over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, Application Insights (through the
-Azure Monitor distro, authenticated with the managed identity) when
-APPLICATIONINSIGHTS_CONNECTION_STRING is set, both when both are; metrics over OTLP/HTTP only.
+Traces and metrics over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, to Application Insights
+(through the Azure Monitor distro, authenticated with the managed identity) when
+APPLICATIONINSIGHTS_CONNECTION_STRING is set, both when both are.
 With neither, nothing is configured: the API's no-op tracer and meter serve every span and
 instrument, and neither the SDK nor an exporter is imported.
 
-Either way the outgoing aiohttp calls (the asset API) get a client span each and send its
-`traceparent`.
+Either way the outgoing HTTP calls get a client span each and send its `traceparent`: the asset
+API and the storage queues (aiohttp), the IoT Hub SDK's (requests); the storage SDK's operations
+get spans of their own.
 """
 
 from __future__ import annotations
@@ -48,22 +49,34 @@ _configured: TelemetryPlan | None = None
 
 
 def configure(plan: TelemetryPlan) -> bool:
-    """Set the global tracer provider per `plan`, once per process; True if it exports."""
+    """Set the global tracer and meter providers per `plan`, once per process; True if it
+    exports."""
     global _configured
     if _configured is not None or not plan.exports:
         return _configured is not None and _configured.exports
     if plan.azure_monitor_connection_string is not None:
+        # The distro also turns on the Azure SDKs' own spans and the requests instrumentation.
         _configure_azure_monitor(plan, plan.azure_monitor_connection_string)
     else:
         _configure_otlp()
-    if plan.otlp:
         _configure_otlp_metrics()
-    # After the provider: the instrumentor takes its tracer from the global provider.
+        _trace_azure_sdks()
+    # After the providers: an instrumentor takes its tracer from the global provider.
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
     AioHttpClientInstrumentor().instrument()
     _configured = plan
     return True
+
+
+def _trace_azure_sdks() -> None:
+    """Spans of the Azure SDKs' own: the storage clients' operations (azure-core's native
+    OpenTelemetry tracing) and the IoT Hub SDK's HTTP calls, which go through requests."""
+    from azure.core.settings import settings
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    settings.tracing_enabled = True
+    RequestsInstrumentor().instrument()
 
 
 def _resource() -> Any:
@@ -107,17 +120,21 @@ def _configure_otlp() -> None:
     trace.set_tracer_provider(provider)
 
 
-def _configure_otlp_metrics() -> None:
-    from opentelemetry import metrics
+def _otlp_metric_reader() -> Any:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     # No arguments: the exporter reads OTEL_EXPORTER_OTLP_ENDPOINT (adding /v1/metrics) and the
-    # _METRICS_ variants; the reader reads OTEL_METRIC_EXPORT_INTERVAL (default 60 s). Only the
-    # OTLP endpoint gets metrics: the distro's metrics exporter stays off (below).
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-    metrics.set_meter_provider(MeterProvider(resource=_resource(), metric_readers=[reader]))
+    # _METRICS_ variants; the reader reads OTEL_METRIC_EXPORT_INTERVAL (default 60 s).
+    return PeriodicExportingMetricReader(OTLPMetricExporter())
+
+
+def _configure_otlp_metrics() -> None:
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider(resource=_resource(), metric_readers=[_otlp_metric_reader()])
+    metrics.set_meter_provider(provider)
 
 
 def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> None:
@@ -126,20 +143,19 @@ def _configure_azure_monitor(plan: TelemetryPlan, connection_string: str) -> Non
     from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    # Traces only. The host already sends the worker's log lines to Application Insights (the
-    # worker pipes them while neither PYTHON_ENABLE_OPENTELEMETRY nor
+    # Traces and metrics; no logs. The host already sends the worker's log lines to Application
+    # Insights (the worker pipes them while neither PYTHON_ENABLE_OPENTELEMETRY nor
     # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is set), so the distro's log export would
-    # send each line twice; metrics go to the OTLP endpoint only, for now. The distro (1.8)
-    # takes these switches from the environment only, ignoring its disable_* arguments; an
-    # explicit setting wins.
+    # send each line twice. The distro (1.8) takes this switch from the environment only,
+    # ignoring its disable_logging argument; an explicit setting wins.
     os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
-    os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
 
     # An explicit credential: the exporter then never falls back to the instrumentation key,
-    # and Application Insights with local authentication disabled accepts the spans.
+    # and Application Insights with local authentication disabled accepts the telemetry.
     configure_azure_monitor(
         connection_string=connection_string,
         credential=ManagedIdentityCredential(client_id=plan.managed_identity_client_id),
         resource=_resource(),
         span_processors=[_otlp_span_processor()] if plan.otlp else [],
+        metric_readers=[_otlp_metric_reader()] if plan.otlp else [],
     )

@@ -16,3 +16,20 @@ ROLE_REASON = "dps.allocation.role_reason"
 OUTCOME = "dps.allocation.outcome"
 # The policy's word when it is not a plain allocation: the fallback's cause or the refusal's code.
 REASON = "dps.allocation.reason"
+
+ASSET_EVENT_SPAN = "sync.asset_event"
+TWIN_BATCH_SPAN = "sync.twin_batch"
+TWIN_CHANGE_SPAN = "sync.twin_change"
+RECONCILIATION_SPAN = "reconciliation.message"
+AUDIT_BATCH_SPAN = "audit.batch"
+
+# The CloudEvents semantic conventions' names for the event a span handles.
+EVENT_ID = "cloudevents.event_id"
+EVENT_TYPE = "cloudevents.event_type"
+SYNC_RESULT = "sync.result"
+TWIN_BATCH_SIZE = "messaging.batch.message_count"
+RECONCILIATION_KIND = "reconciliation.kind"
+RECONCILIATION_RESULT = "reconciliation.result"
+DEQUEUE_COUNT = "messaging.azure_queue.dequeue_count"
+AUDIT_ENTRIES = "audit.entries"
+AUDIT_RESULT = "audit.result"

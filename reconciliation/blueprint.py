@@ -34,6 +34,8 @@ def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> 
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
+            trace_parent=context.trace_context.trace_parent,
+            trace_state=context.trace_context.trace_state,
         )
 
     @blueprint.queue_trigger(
@@ -46,6 +48,8 @@ def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> 
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
+            trace_parent=context.trace_context.trace_parent,
+            trace_state=context.trace_context.trace_state,
         )
 
     # Every 15 minutes; the deadline (hours) is the policy's reconciliation_deadline_hours.

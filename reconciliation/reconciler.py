@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from asset_client import AssetRepository
@@ -19,6 +21,12 @@ from iothub_client import IotHubRegistry
 from messages import MessageKind, ReconciliationMessage
 from messages.emission import Emission
 from observability import DeviceLog
+from observability import trace_attributes as attr
+from observability.flow_spans import flow_span
+from observability.reconciliation_metrics import (
+    ReconciliationMetrics,
+    global_reconciliation_metrics,
+)
 from reconciliation.audit_entries import reconciled_entry
 from reconciliation.burial import Burial, unreadable_letter
 from reconciliation.deregistration import Deregistration
@@ -32,6 +40,7 @@ from sync.device_sync_service import TwinToAssetSync
 __all__ = ["KindHandler", "Reconciler", "ReplacementPending"]
 
 _logger = logging.getLogger("reconciliation")
+_tracer = trace.get_tracer("reconciliation")
 
 
 class KindHandler(Protocol):
@@ -53,8 +62,10 @@ class Reconciler:
         device_sync: TwinToAssetSync,
         outbox: Outbox,
         max_attempts: int = 5,
+        metrics: ReconciliationMetrics | None = None,
     ) -> None:
         self._outbox = outbox
+        self._metrics = metrics or global_reconciliation_metrics()
         self._bury = Burial(outbox)
         self._handlers: dict[MessageKind, KindHandler] = {
             "allocation": FallbackAllocation(
@@ -71,15 +82,48 @@ class Reconciler:
             "assetChange": AssetChangeReplay(asset_sync, self._bury),
         }
 
-    async def handle_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> str:
-        """A message nobody can read is dead-lettered at once; retrying cannot fix it."""
-        try:
-            message = ReconciliationMessage.model_validate_json(body)
-        except ValidationError as error:
-            letter = unreadable_letter(body, str(error), dequeue_count, request_id)
-            await self._outbox.send(Emission.of_dead_letter(letter))
-            return "dead-lettered"
-        return await self.handle(message, dequeue_count=dequeue_count, request_id=request_id)
+    async def handle_raw(
+        self,
+        body: bytes,
+        *,
+        dequeue_count: int,
+        request_id: str,
+        trace_parent: str | None = None,
+        trace_state: str | None = None,
+    ) -> str:
+        """A message nobody can read is dead-lettered at once; retrying cannot fix it.
+
+        `trace_parent`/`trace_state`: the invocation's trace context, the span's parent."""
+        with flow_span(
+            _tracer,
+            attr.RECONCILIATION_SPAN,
+            kind=SpanKind.CONSUMER,
+            request_id=request_id,
+            trace_parent=trace_parent,
+            trace_state=trace_state,
+            attributes={attr.DEQUEUE_COUNT: dequeue_count},
+        ) as span:
+            kind = "unreadable"
+            try:
+                try:
+                    message = ReconciliationMessage.model_validate_json(body)
+                except ValidationError as error:
+                    letter = unreadable_letter(body, str(error), dequeue_count, request_id)
+                    await self._outbox.send(Emission.of_dead_letter(letter))
+                    result = "dead-lettered"
+                else:
+                    kind = message.kind
+                    span.set_attribute(attr.RECONCILIATION_KIND, kind)
+                    result = await self.handle(
+                        message, dequeue_count=dequeue_count, request_id=request_id
+                    )
+            except Exception:
+                # Raised: the queue delivers the message again (or, at the last try, buries it).
+                self._metrics.handled(kind, "retry")
+                raise
+            span.set_attribute(attr.RECONCILIATION_RESULT, result)
+            self._metrics.handled(kind, result)
+            return result
 
     async def handle(
         self, message: ReconciliationMessage, *, dequeue_count: int, request_id: str
@@ -102,13 +146,44 @@ class Reconciler:
         await self._outbox.send(Emission.of_audit([entry]))
         return result
 
-    async def bury_raw(self, body: bytes, *, dequeue_count: int, request_id: str) -> None:
+    async def bury_raw(
+        self,
+        body: bytes,
+        *,
+        dequeue_count: int,
+        request_id: str,
+        trace_parent: str | None = None,
+        trace_state: str | None = None,
+    ) -> None:
         """The poison queue's handler: the message failed maxDequeueCount times."""
         try:
             message = ReconciliationMessage.model_validate_json(body)
         except ValidationError:
-            await self.handle_raw(body, dequeue_count=dequeue_count, request_id=request_id)
+            await self.handle_raw(
+                body,
+                dequeue_count=dequeue_count,
+                request_id=request_id,
+                trace_parent=trace_parent,
+                trace_state=trace_state,
+            )
             return
+        with flow_span(
+            _tracer,
+            attr.RECONCILIATION_SPAN,
+            kind=SpanKind.CONSUMER,
+            request_id=request_id,
+            trace_parent=trace_parent,
+            trace_state=trace_state,
+            attributes={
+                attr.DEQUEUE_COUNT: dequeue_count,
+                attr.RECONCILIATION_KIND: message.kind,
+                attr.RECONCILIATION_RESULT: "dead-lettered",
+            },
+        ):
+            await self._bury_poisoned(message, dequeue_count)
+        self._metrics.handled(message.kind, "dead-lettered")
+
+    async def _bury_poisoned(self, message: ReconciliationMessage, dequeue_count: int) -> None:
         await self._bury(
             message,
             f"gave up after {max(dequeue_count, message.attempts)} attempts: {message.reason}",

@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from opentelemetry import trace
+
 from asset_client import Asset, AssetError, AssetRepository, AssetVersionConflict
 from messages.emission import Emission
 from observability import DeviceLog
+from observability import trace_attributes as attr
 from policies import Policy
 from resilience.optimistic_update import optimistic_update
 from resilience.outbox import Outbox
@@ -21,6 +24,7 @@ from sync.events import RawTwinEvent, TwinChange, twin_change_message
 from sync.twin_to_asset import AssetPlan, is_own_echo, plan_asset_update
 
 _logger = logging.getLogger("sync.twin_to_asset")
+_tracer = trace.get_tracer("sync")
 DeviceResult = Literal["echo", "no device-owned change", "unknown device", "unchanged", "written"]
 
 
@@ -69,24 +73,35 @@ class TwinToAssetSync:
             by_device.setdefault(change.device_id, []).append((raw, change))
 
         async def device(device_id: str, items: list[tuple[RawTwinEvent, TwinChange]]) -> None:
-            log = DeviceLog(
-                _logger, request_id=request_id, registration_id=device_id, device_id=device_id
-            )
+            with _tracer.start_as_current_span(
+                attr.TWIN_CHANGE_SPAN, record_exception=False, set_status_on_exception=False
+            ) as span:
+                log = DeviceLog(
+                    _logger, request_id=request_id, registration_id=device_id, device_id=device_id
+                )
+                result = await device_changes(items, log)
+                span.set_attribute(attr.SYNC_RESULT, result)
+
+        async def device_changes(
+            items: list[tuple[RawTwinEvent, TwinChange]], log: DeviceLog
+        ) -> str:
             echoes = sum(1 for _, change in items if is_own_echo(change))
             outcome.count("echo", echoes)
             merged = _merge([change for _, change in items if not is_own_echo(change)])
             if merged is None:
-                return
+                return "echo"
             try:
                 async with self._gate:
                     result = await self._apply(merged, log)
                 outcome.count(result)
+                return result
             except (AssetError, SyncConflict) as error:
                 await self._record(
                     items[-1][0], merged, type(error).__name__, str(error), request_id, False
                 )
                 outcome.recorded += 1
                 log.warning("twin change recorded for reconciliation", reason=type(error).__name__)
+                return "deferred"
 
         await asyncio.gather(*(device(d, items) for d, items in by_device.items()))
         _logger.info("twin change batch", extra={"requestId": request_id, **outcome.results})

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app_errors import BadInput
@@ -37,10 +37,17 @@ class AssetEvent:
     event_id: str | None = None
     event_type: str | None = None
     version: int | None = None
+    changed_at: datetime | None = None
+    """The event's time (the asset system's clock): where sync lag is measured from."""
 
 
 def asset_event_from(
-    *, event_id: str | None, subject: str | None, event_type: str | None, data: Any
+    *,
+    event_id: str | None,
+    subject: str | None,
+    event_type: str | None,
+    data: Any,
+    event_time: datetime | None = None,
 ) -> AssetEvent:
     """Works for the EventGridEvent schema and CloudEvents alike (both carry subject and data)."""
     from_data = data.get("assetId") if isinstance(data, Mapping) else None
@@ -63,7 +70,15 @@ def asset_event_from(
         event_id=event_id,
         event_type=event_type,
         version=version if isinstance(version, int) else None,
+        changed_at=_aware(event_time),
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without an offset is taken as UTC, as Event Grid writes its times."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

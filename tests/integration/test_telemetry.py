@@ -54,7 +54,7 @@ def _value(any_value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ReceivedPoint:
-    """One data point of a sum (value) or a histogram (count), cumulative as exported."""
+    """One data point of a sum (value), a gauge (value) or a histogram (count), as exported."""
 
     metric: str
     unit: str
@@ -131,6 +131,8 @@ class OtlpReceiver:
                     kind = m.WhichOneof("data")
                     if kind == "sum":
                         points = [(p, p.as_double or p.as_int) for p in m.sum.data_points]
+                    elif kind == "gauge":
+                        points = [(p, p.as_double or p.as_int) for p in m.gauge.data_points]
                     elif kind == "histogram":
                         points = [(p, p.count) for p in m.histogram.data_points]
                     else:

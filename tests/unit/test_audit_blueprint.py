@@ -28,6 +28,10 @@ def registered(services: Any) -> Any:
     return function
 
 
+TRACE_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+TRACE = {"trace_parent": TRACE_PARENT, "trace_state": "vendor=1"}
+
+
 def test_the_trigger_listens_on_the_audit_queue_setting() -> None:
     function = registered(None)
     assert function.get_function_name() == "audit_writer"
@@ -44,12 +48,13 @@ def test_the_trigger_listens_on_the_audit_queue_setting() -> None:
 async def test_a_message_reaches_the_writer_with_its_dequeue_count_and_invocation() -> None:
     writer = RecordingWriter()
     audit_writer = registered(SimpleNamespace(audit_writer=writer)).get_user_function()
-    context = SimpleNamespace(invocation_id="inv-1")
+    trace_context = SimpleNamespace(trace_parent=TRACE_PARENT, trace_state="vendor=1")
+    context = SimpleNamespace(invocation_id="inv-1", trace_context=trace_context)
     await audit_writer(QueueMessage(body=b'{"x": 1}', dequeue_count=3), context)
     await audit_writer(QueueMessage(body=b"{}", dequeue_count=None), context)
     assert writer.calls == [
-        (b'{"x": 1}', {"dequeue_count": 3, "request_id": "inv-1"}),
-        (b"{}", {"dequeue_count": 1, "request_id": "inv-1"}),
+        (b'{"x": 1}', {"dequeue_count": 3, "request_id": "inv-1", **TRACE}),
+        (b"{}", {"dequeue_count": 1, "request_id": "inv-1", **TRACE}),
     ]
 
 

@@ -19,7 +19,27 @@ PROBE = """
 import json, logging, os, sys
 import function_app
 from opentelemetry import metrics, trace
+
+def metric_exporters():
+    readers = getattr(metrics.get_meter_provider(), "_metric_readers", [])
+    return sorted(type(getattr(r, "_exporter", r)).__name__ for r in readers)
+
+def requests_traced():
+    if "opentelemetry.instrumentation.requests" not in sys.modules:
+        return False
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    return RequestsInstrumentor().is_instrumented_by_opentelemetry
+
+def azure_sdk_traced():
+    if "azure.core" not in sys.modules:
+        return False
+    from azure.core.settings import settings
+    return bool(settings.tracing_enabled())
+
 print(json.dumps({
+    "metric_exporters": metric_exporters(),
+    "requests_traced": requests_traced(),
+    "azure_sdk_traced": azure_sdk_traced(),
     "meter_provider": type(metrics.get_meter_provider()).__module__ + "."
     + type(metrics.get_meter_provider()).__name__,
     "provider": type(trace.get_tracer_provider()).__module__ + "."
@@ -54,6 +74,9 @@ def _start_app(**overrides: str) -> dict[str, object]:
 def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
     started = _start_app()
     assert started == {
+        "metric_exporters": [],
+        "requests_traced": False,
+        "azure_sdk_traced": False,
         "meter_provider": "opentelemetry.metrics._internal._ProxyMeterProvider",
         "provider": "opentelemetry.trace.ProxyTracerProvider",
         "sdk_loaded": False,
@@ -67,6 +90,10 @@ def test_with_an_otlp_endpoint_the_app_starts_sdk_tracer_and_meter_providers():
     # The probe above can fail: the same start with an exporter set has the SDK's provider.
     started = _start_app(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     assert started == {
+        "metric_exporters": ["OTLPMetricExporter"],
+        # The IoT Hub SDK's calls (requests) and the storage SDK's operations get spans too.
+        "requests_traced": True,
+        "azure_sdk_traced": True,
         "meter_provider": "opentelemetry.sdk.metrics._internal.MeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
@@ -76,17 +103,19 @@ def test_with_an_otlp_endpoint_the_app_starts_sdk_tracer_and_meter_providers():
     }
 
 
-def test_with_application_insights_the_distro_sends_traces_and_leaves_logs_to_the_host():
+def test_with_application_insights_the_distro_sends_traces_and_metrics_and_leaves_logs_to_the_host():
     # Configuring sends nothing: no span is made, so neither Azure nor a token is asked for.
     started = _start_app(
         APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-"
         "000000000000;IngestionEndpoint=http://127.0.0.1:9/",
         AZURE_CLIENT_ID="00000000-0000-0000-0000-000000000001",
     )
-    # Metrics stay off on this path: the distro's metrics exporter is switched off, and no
-    # meter provider is set.
+    # The distro instruments requests and the Azure SDKs itself.
     assert started == {
-        "meter_provider": "opentelemetry.metrics._internal._ProxyMeterProvider",
+        "metric_exporters": ["AzureMonitorMetricExporter"],
+        "requests_traced": True,
+        "azure_sdk_traced": True,
+        "meter_provider": "opentelemetry.sdk.metrics._internal.MeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
         "azure_monitor_loaded": True,
