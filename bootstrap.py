@@ -12,9 +12,11 @@ from audit.writer import AuditWriter
 from iothub_client import HubConnections, IotHubRegistry
 from observability import redact
 from policies import Policy, PolicyError, load_policy
+from reconciliation.backlog_probe import BacklogProbe
 from reconciliation.pending_sweep import PendingSweep
 from reconciliation.reconciler import Reconciler
 from resilience.outbox import Outbox
+from resilience.queue_port import BacklogSource
 from settings import AppSettings, ConfigurationError, load_settings
 from storage_access import StorageConfigError
 from sync.asset_sync_service import AssetToTwinSync
@@ -33,6 +35,7 @@ class Services:
     device_sync: TwinToAssetSync
     reconciler: Reconciler
     pending_sweep: PendingSweep
+    backlog_probe: BacklogProbe
     audit_trail: AuditTrail
     audit_writer: AuditWriter
     closers: tuple[Any, ...] = ()
@@ -159,6 +162,7 @@ def build_services(settings: AppSettings, policy: Policy) -> Services:
         ),
         audit_trail=storage.audit_trail,
         audit_writer=storage.audit_writer,
+        backlog_probe=BacklogProbe(storage.backlog_sources),
         closers=storage.closers,
     )
 
@@ -218,6 +222,7 @@ def _iot_hubs(settings: AppSettings, policy: Policy, connections: HubConnections
 @dataclass(frozen=True)
 class _StorageAdapters:
     outbox: Outbox
+    backlog_sources: tuple[BacklogSource, ...]
     audit_trail: AuditTrail
     audit_writer: AuditWriter
     closers: tuple[Any, ...]
@@ -253,6 +258,7 @@ def _storage_adapters(settings: AppSettings) -> _StorageAdapters:
         raise ConfigurationError(f"AzureWebJobsStorage / AUDIT_TABLE: {redact(str(exc))}") from None
     return _StorageAdapters(
         outbox=Outbox(reconciliation=queue, dead_letters=dead_letter_queue, audit=audit_trail),
+        backlog_sources=(queue, dead_letter_queue),
         audit_trail=audit_trail,
         audit_writer=AuditWriter(AuditTableWriter(audit_table), audit_queue),
         # The trail first: it flushes its backlog to the audit queue before that closes.

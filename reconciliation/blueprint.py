@@ -1,5 +1,6 @@
-"""Reconciliation's triggers: its queue, its poison queue (messages that failed 5 times), and
-the timer that disables fallback devices whose reconciliation is overdue."""
+"""Reconciliation's triggers: its queue, its poison queue (messages that failed 5 times), the
+timer that disables fallback devices whose reconciliation is overdue, and the timer that
+measures the backlog."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Protocol
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
+from reconciliation.backlog_probe import BacklogProbe
 from reconciliation.pending_sweep import PendingSweep
 from reconciliation.reconciler import Reconciler
 
@@ -19,6 +21,9 @@ class ReconciliationServices(Protocol):
 
     @property
     def pending_sweep(self) -> PendingSweep: ...
+
+    @property
+    def backlog_probe(self) -> BacklogProbe: ...
 
 
 def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> func.Blueprint:
@@ -58,5 +63,13 @@ def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> 
     )
     async def pending_sweep(timer: func.TimerRequest, context: func.Context) -> None:
         await services().pending_sweep.run(request_id=context.invocation_id)
+
+    # Every minute, as often as the metrics are exported: the backlog gauges report the latest
+    # reading. Timers run on one instance at a time, so one worker measures.
+    @blueprint.timer_trigger(
+        schedule="0 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False
+    )
+    async def backlog_probe(timer: func.TimerRequest, context: func.Context) -> None:
+        await services().backlog_probe.run(request_id=context.invocation_id)
 
     return blueprint

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from resilience.queue_port import (
     MAX_MESSAGE_BYTES,
+    QueueBacklog,
     QueueEncoding,
     QueueError,
     QueueRejected,
@@ -102,6 +103,23 @@ class StorageQueue(ClosedOnExit):
             self._log_failure(type(exc).__name__, str(exc))
             raise
         _logger.debug("message queued", extra={"queue": self.queue_name, "messageId": message_id})
+
+    async def backlog(self) -> QueueBacklog:
+        """Two reads, no change: the queue's properties and a peek at its front. A missing queue
+        holds nothing."""
+        client = self._queue_client()
+        try:
+            async with asyncio.timeout(self._timeout):
+                properties = await self._call(client.get_queue_properties())
+                front = await self._call(client.peek_messages(max_messages=1))
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
+        except QueueRejected as exc:
+            if exc.code == "QueueNotFound":
+                return QueueBacklog(self.queue_name, 0, None)
+            raise
+        oldest = front[0].inserted_on if front else None
+        return QueueBacklog(self.queue_name, int(properties.approximate_message_count or 0), oldest)
 
     async def aclose(self) -> None:
         """Close the client's connections (when the factory is the queue's own); a later send

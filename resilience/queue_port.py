@@ -6,6 +6,8 @@ Free of SDKs: the Azure Storage adapter (resilience.durable_queue.StorageQueue) 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from app_errors import AppError, DependencyFailed, DependencyUnavailable
@@ -50,4 +52,20 @@ class DurableQueue(Protocol):
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Enqueue one JSON object; raises QueueUnavailable or QueueRejected."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueueBacklog:
+    """How much waits on a queue: its approximate count (Azure Storage's own), and when the
+    message at its front was enqueued (None when no message is visible)."""
+
+    queue_name: str
+    messages: int
+    oldest_enqueued_at: datetime | None
+
+
+class BacklogSource(Protocol):
+    async def backlog(self) -> QueueBacklog:
+        """Raises QueueUnavailable or QueueRejected."""
         ...

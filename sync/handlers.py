@@ -46,12 +46,14 @@ async def handle_asset_event(
     event_time: datetime | None = None,
     trace_parent: str | None = None,
     trace_state: str | None = None,
+    metrics: sm.SyncMetrics | None = None,
 ) -> AssetSyncOutcome | None:
     """A bad event is recorded and acknowledged; a transient failure raises so Event Grid
     delivers the event again (it retries for up to 24 h).
 
     `trace_parent`/`trace_state`: the event's distributed tracing extension when it has one
-    (the asset change's trace), else the invocation's."""
+    (the asset change's trace), else the invocation's. `metrics`: the process's unless given."""
+    counted = metrics or _metrics
     with flow_span(
         _tracer,
         attr.ASSET_EVENT_SPAN,
@@ -62,13 +64,13 @@ async def handle_asset_event(
         attributes={attr.EVENT_ID: event_id or "", attr.EVENT_TYPE: event_type or ""},
     ) as span:
         outcome = await _asset_event(
-            service, outbox, event_id, subject, event_type, data, event_time, request_id
+            service, outbox, event_id, subject, event_type, data, event_time, request_id, counted
         )
         result = outcome.result if outcome is not None else "invalid"
         span.set_attribute(attr.SYNC_RESULT, result)
         if outcome is not None and outcome.hub is not None:
             span.set_attribute(attr.HUB, outcome.hub)
-        _metrics.changes(sm.ASSET_TO_TWIN, result)
+        counted.changes(sm.ASSET_TO_TWIN, result)
         return outcome
 
 
@@ -81,6 +83,7 @@ async def _asset_event(
     data: Any,
     event_time: datetime | None,
     request_id: str,
+    metrics: sm.SyncMetrics,
 ) -> AssetSyncOutcome | None:
     log = DeviceLog(_logger, request_id=request_id)
     try:
@@ -108,7 +111,7 @@ async def _asset_event(
     try:
         outcome = await service.handle(event, log)
     except AppError as error:
-        _metrics.changes(sm.ASSET_TO_TWIN, "failed")
+        metrics.changes(sm.ASSET_TO_TWIN, "failed")
         device_id = getattr(error, "device_id", None)
         log.bind(assetId=event.asset_id, deviceId=device_id, registrationId=device_id).warning(
             "asset sync failed; Event Grid will deliver again",
@@ -117,7 +120,7 @@ async def _asset_event(
         )
         raise
     if outcome.result == "written":
-        _metrics.twin_written(event.changed_at)
+        metrics.twin_written(event.changed_at)
     return outcome
 
 
@@ -128,12 +131,15 @@ async def handle_twin_batch(
     *,
     trace_parent: str | None = None,
     trace_state: str | None = None,
+    metrics: sm.SyncMetrics | None = None,
 ) -> BatchOutcome:
     """One bad event never fails the batch: it is dead-lettered, and the rest applied.
 
     Only a failure to record a failure propagates (the trigger's retry policy runs the batch
-    again). `trace_parent`/`trace_state`: the invocation's trace context.
+    again). `trace_parent`/`trace_state`: the invocation's trace context; `metrics`: the
+    process's unless given.
     """
+    counted = metrics or _metrics
     with flow_span(
         _tracer,
         attr.TWIN_BATCH_SPAN,
@@ -145,8 +151,8 @@ async def handle_twin_batch(
     ):
         outcome = await _twin_batch(service, events, request_id)
     for result, count in outcome.results.items():
-        _metrics.changes(sm.TWIN_TO_ASSET, result, count)
-    _metrics.changes(sm.TWIN_TO_ASSET, "deferred", outcome.recorded)
+        counted.changes(sm.TWIN_TO_ASSET, result, count)
+    counted.changes(sm.TWIN_TO_ASSET, "deferred", outcome.recorded)
     return outcome
 
 

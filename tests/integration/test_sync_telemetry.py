@@ -112,7 +112,9 @@ def test_an_onboarding_through_dps_is_one_allocation_trace(stack, onboarded):
     assert all(s.kind == Span.SpanKind.SPAN_KIND_CLIENT for s in asset_calls)
 
 
-def test_an_asset_change_and_the_twin_write_it_causes_are_one_trace(stack, onboarded):
+def test_an_asset_change_and_the_twin_write_it_causes_are_one_trace(
+    stack: TracedDevstack, onboarded: dict[str, str]
+) -> None:
     traceparent, trace_id, caller_span_id = _trace_parent()
     stack.patch_traced(onboarded["asset"], {"location": "us-east/plant-4/line-7"}, traceparent)
 
@@ -183,7 +185,9 @@ def _ancestors(stack: TracedDevstack, span: ReceivedSpan) -> list[str]:
     return chain
 
 
-def test_the_metrics_count_the_onboarding_and_the_sync(stack, onboarded):
+def test_the_metrics_count_the_onboarding_and_the_sync(
+    stack: TracedDevstack, onboarded: dict[str, str]
+) -> None:
     def by(name: str, **wanted: Any) -> float:
         return sum(
             value

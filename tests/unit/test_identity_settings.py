@@ -64,6 +64,7 @@ def test_identity_only_settings_import_the_app_and_index_every_function():
         "allocate",
         "asset_changed",
         "audit_writer",
+        "backlog_probe",
         "pending_sweep",
         "reconcile",
         "reconciliation_poison",

@@ -103,7 +103,7 @@ def test_with_an_otlp_endpoint_the_app_starts_sdk_tracer_and_meter_providers():
     }
 
 
-def test_with_application_insights_the_distro_sends_traces_and_metrics_and_leaves_logs_to_the_host():
+def test_with_application_insights_the_distro_sends_traces_and_metrics_but_no_logs():
     # Configuring sends nothing: no span is made, so neither Azure nor a token is asked for.
     started = _start_app(
         APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-"
