@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ from azure.storage.queue.aio import QueueClient
 from devstack.azurite import ACCOUNT_NAME, AzuriteChild, start_azurite
 from devstack.processes import stop_children
 from resilience.durable_queue import StorageQueue
-from resilience.queue_port import MAX_MESSAGE_BYTES, DurableQueue, QueueRejected, QueueUnavailable
+from resilience.queue_port import (
+    MAX_MESSAGE_BYTES,
+    DurableQueue,
+    QueueBacklog,
+    QueueRejected,
+    QueueUnavailable,
+)
 from tests.integration.azurite_fixtures import azurite, unique_name
 from tests.integration.idle_front_end import IdleFrontEnd
 
@@ -314,3 +321,26 @@ async def test_a_reset_on_a_fresh_connection_is_queue_unavailable(azurite: Azuri
             with pytest.raises(QueueUnavailable, match="ServiceRequestError"):
                 await queue.send({"n": 2})
         assert front_end.resets == 2, "the reused connection, then one fresh connection"
+
+
+async def test_the_backlog_counts_every_message_and_dates_the_one_at_the_front(
+    azurite: AzuriteChild, reader: Reader
+) -> None:
+    name = unique_name("backlog")
+    async with StorageQueue(azurite.connection_string, name) as queue:
+        # A queue nobody has created yet holds nothing; reading it creates nothing.
+        assert await queue.backlog() == QueueBacklog(name, 0, None)
+        sent_at = datetime.now(UTC)
+        await queue.send({"n": 1})
+        await queue.send({"n": 2})
+        backlog = await queue.backlog()
+        assert (backlog.queue_name, backlog.messages) == (name, 2)
+        assert backlog.oldest_enqueued_at is not None
+        assert abs((backlog.oldest_enqueued_at - sent_at).total_seconds()) < 5
+
+        # A message being processed (invisible) is counted but has no visible front to date.
+        [taken] = [m async for m in reader.client(name).receive_messages(max_messages=1)]
+        [other] = [m async for m in reader.client(name).receive_messages(max_messages=1)]
+        assert taken.id != other.id
+        assert await queue.backlog() == QueueBacklog(name, 2, None)
+    assert [decoded(t, "base64") for t in await reader.peek_texts(name)] == []
