@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from opentelemetry import trace
-
 from allocation import emissions
 from allocation.attestation import read_identity
 from allocation.contract import AllocationRequest
@@ -53,7 +51,6 @@ from asset_client import (
 )
 from messages.emission import Emission
 from observability import DeviceLog
-from observability import trace_attributes as attr
 from policies import Policy
 from resilience.outbox import Outbox
 
@@ -133,21 +130,12 @@ class AllocationService:
             clock_skew=timedelta(seconds=self._policy.attestation.clock_skew_seconds),
         )
         check_issuer(trust, identity.certificate_chain, now=now)
+        # Binding tags the request's span too: the identifiers as the certificate proved them.
         log = log.bind(registrationId=identity.registration_id, deviceId=identity.device_id.value)
-        # The request's span (the handler's): the identifiers as the certificate proved them.
-        span = trace.get_current_span()
-        span.set_attributes(
-            {
-                attr.REGISTRATION_ID: identity.registration_id,
-                attr.DEVICE_ID: identity.device_id.value,
-            }
-        )
         claim = read_claim(request.device_runtime_context.payload)
         try:
             asset, replacement = await self._resolve(identity, claim, now)
             log = log.bind(assetId=asset.asset_id if asset else None)
-            if asset is not None:
-                span.set_attribute(attr.ASSET_ID, asset.asset_id)
             decision = decide_allocation(
                 request=request,
                 identity=identity,

@@ -199,3 +199,17 @@ def test_a_device_log_line_outside_any_span_has_no_trace_fields(records):
     assert "traceId" not in seen[-1].__dict__
     assert "spanId" not in seen[-1].__dict__
     assert seen[-1].__dict__["requestId"] == "inv-2"
+
+
+def test_binding_a_device_log_tags_the_current_span_with_its_identifiers(records):
+    logger, _ = records
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("sync") as span:
+        log = DeviceLog(logger, request_id="inv-3", device_id="dev-1")
+        log.bind(assetId="AST-9", registrationId="dev-1", hub="hub-a").bind(assetId=None)
+    assert dict(span.attributes or {}) == {
+        "faas.invocation_id": "inv-3",
+        "dps.device_id": "dev-1",
+        "dps.registration_id": "dev-1",
+        "asset.id": "AST-9",  # a later None binding leaves what is known; `hub` is no identifier
+    }
