@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -492,6 +493,58 @@ def test_a_delivery_is_an_event_grid_notification(tmp_path: Path) -> None:
         assert {d["status"] for d in deliveries} == {"delivered"}
         assert {d["attempts"] for d in deliveries} == {1}
         assert "secret" not in json.dumps(deliveries), "keys in endpoints are masked"
+
+
+def test_cloudevents_carry_the_trace_context_of_the_write_that_caused_them(
+    tmp_path: Path, subscriber: Subscriber
+) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    args = [*event_grid_args([subscriber.url]), "--event-schema", "cloudevents"]
+    with running_service(tmp_path, args) as svc:
+        traced_id, untraced_id, forged_id = unique("CE"), unique("CE"), unique("CE")
+        response = svc.http.put(
+            f"/assets/{traced_id}",
+            json=asset_body(),
+            headers={"traceparent": traceparent, "tracestate": "vendor=1"},
+        )
+        assert response.status_code == 201, response.text
+        svc.put(untraced_id)
+        response = svc.http.put(
+            f"/assets/{forged_id}",
+            json=asset_body(),
+            headers={"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"},
+        )
+        assert response.status_code == 201, response.text
+        subscriber.wait_for(lambda rs: sum(len(r.events) for r in rs) >= 3)
+    requests = subscriber.requests()
+    assert {r.headers["content-type"] for r in requests} == {
+        "application/cloudevents-batch+json; charset=utf-8"
+    }
+    assert all("aeg-data-version" not in r.headers for r in requests)
+    by_subject = {e["subject"]: e for r in requests for e in r.events}
+    traced = by_subject[f"/assets/{traced_id}"]
+    assert set(traced) == {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+        "traceparent",
+        "tracestate",
+    }
+    assert (traced["specversion"], traced["type"]) == ("1.0", CHANGED)
+    assert (traced["traceparent"], traced["tracestate"]) == (traceparent, "vendor=1")
+    assert traced["data"]["assetId"] == traced_id
+    # Without a valid one (none, or the all-zero trace id W3C forbids), each write starts a trace.
+    fresh = [by_subject[f"/assets/{a}"]["traceparent"] for a in (untraced_id, forged_id)]
+    for value in fresh:
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", value), value
+        assert value.split("-")[1] not in ("0" * 32, traceparent.split("-")[1])
+    assert fresh[0].split("-")[1] != fresh[1].split("-")[1]
+    assert "tracestate" not in by_subject[f"/assets/{untraced_id}"]
 
 
 def test_events_wait_in_batches_of_at_most_ten(tmp_path: Path, subscriber: Subscriber) -> None:
