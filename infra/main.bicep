@@ -44,6 +44,17 @@ param operatorPrincipalId string = ''
 @description('Principal id of the asset system\'s Event Grid publisher; empty to grant EventGrid Data Sender later.')
 param assetEventPublisherPrincipalId string = ''
 
+@description('Resource id of an existing action group the alert rules notify. Empty: the rules are created and fire in the portal, notifying no one.')
+param alertActionGroupId string = ''
+
+@description('Fallback allocations in 15 minutes above which the fallback alert fires.')
+@minValue(0)
+param alertFallbackThreshold int = 10
+
+@description('Age in seconds of the oldest message waiting in the reconciliation queue above which the backlog alert fires.')
+@minValue(60)
+param alertBacklogAgeSeconds int = 600
+
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
@@ -103,6 +114,28 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     appPrincipalId: appIdentity.properties.principalId
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    namePrefix: 'alert-${resourceToken}'
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupId: alertActionGroupId
+    fallbackThreshold: alertFallbackThreshold
+    backlogAgeThresholdSeconds: alertBacklogAgeSeconds
   }
 }
 

@@ -10,6 +10,9 @@
   triggers name.
 - Every checkov suppression in the Bicep says why.
 - No role is granted beyond the listed data-plane roles, and none at the resource group's scope.
+- The workbook and the alert rules read only the app's metrics (APP_METRICS), their attributes
+  and the queues main.bicep creates; the workbook shows every metric; each alert has its
+  threshold parameter, fed from main.parameters.json, and notifies the action group parameter.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from observability.trace_attributes import ALLOCATION_SPAN
 from settings import AppSettings, StorageSettings
 from tests.unit.test_required_settings import BINDINGS, REPO, SETTINGS
 
@@ -342,3 +346,276 @@ def test_the_operator_is_granted_what_the_hook_commands_need_on_each_resource():
             == "operatorPrincipalId"
         ]
         assert grants, f"{file_name} grants the operator nothing"
+
+
+# The app's metrics as Application Insights stores them (customMetrics): name -> attributes, the
+# keys of customDimensions. The one list the workbook and alert queries are checked against.
+APP_METRICS: dict[str, frozenset[str]] = {
+    "dps.allocations": frozenset(
+        {
+            "dps.allocation.outcome",
+            "dps.allocation.hub",
+            "dps.allocation.role",
+            "dps.allocation.reason",
+        }
+    ),
+    "dps.allocation.duration": frozenset({"dps.allocation.outcome"}),
+    "resilience.breaker.state": frozenset({"resilience.dependency"}),
+    "resilience.retries": frozenset({"resilience.dependency", "error.type"}),
+    "iothub.throttled_requests": frozenset({"iothub.hub", "iothub.operation"}),
+    "sync.changes": frozenset({"sync.direction", "sync.result"}),
+    "sync.lag": frozenset({"sync.direction"}),
+    "reconciliation.backlog.messages": frozenset({"messaging.destination.name"}),
+    "reconciliation.backlog.age": frozenset({"messaging.destination.name"}),
+    "reconciliation.messages": frozenset({"reconciliation.kind", "reconciliation.result"}),
+    "reconciliation.dead_letters": frozenset({"reconciliation.kind", "dead_letter.replayable"}),
+}
+ALLOCATION_OUTCOMES = frozenset({"allocated", "fallback", "refused", "failed"})
+WORKBOOK = INFRA / "modules" / "workbook.bicep"
+ALERTS = INFRA / "modules" / "alerts.bicep"
+MONITORING = INFRA / "modules" / "monitoring.bicep"
+PARAMETERS = INFRA / "main.parameters.json"
+# Each rule: its threshold, a literal or the alerts module's parameter; then main.bicep's
+# parameter feeding that one, and the azd environment variable feeding main's.
+ALERT_THRESHOLDS: dict[str, Any] = {
+    "dead-letters": 0,
+    "breaker-open": 0,
+    "fallbacks": ("fallbackThreshold", "alertFallbackThreshold", "ALERT_FALLBACK_THRESHOLD"),
+    "backlog-age": (
+        "backlogAgeThresholdSeconds",
+        "alertBacklogAgeSeconds",
+        "ALERT_BACKLOG_AGE_SECONDS",
+    ),
+}
+BREAKER_RULE = "breaker-open"
+_COMMENT = re.compile(r"//.*$", re.MULTILINE)
+_NAME_FILTER = re.compile(r"\bname\s*(?:==|\bin\b)\s*(\([^)]*\)|\"[^\"]*\")")
+_COMPARED = re.compile(r"(?:==|!=|=~|\bin\b)\s*(\([^)]*\)|\"[^\"]*\")")
+_QUOTED = re.compile(r"\"([^\"]*)\"")
+_DIMENSION = re.compile(r"customDimensions\[\s*\"([^\"]+)\"\s*\]")
+_FIRST_TABLE = re.compile(r"^\s*(?:let\s+\w+\s*=\s*)?(\w+)\s*(?:\||$)", re.MULTILINE)
+_KQL_WINDOW = re.compile(r"let\s+window\s*=\s*(\d+)m\s*;")
+_ISO_MINUTES = re.compile(r"PT(\d+)M")
+
+
+def accessor(expression: Any) -> Any:
+    """A property access as Bicep writes it (`monitoring.outputs.id`); anything else as is."""
+    if isinstance(expression, dict) and set(expression) == {"operator"}:
+        operator = expression["operator"]
+        if operator["type"] == "property_accessor":
+            operands = operator["operands"]
+            return f"{accessor(operands['operand_1'])}.{accessor(operands['operand_2'])}"
+    return expression
+
+
+def loaded(expression: Any, module: Path) -> str:
+    """The text of the file a loadTextContent or loadJsonContent call reads."""
+    function = expression["function"]
+    assert function["type"] in {"load_text_content", "load_json_content"}, function["type"]
+    path: str = function["parameters"]["file_path"]
+    return (module.parent / path).read_text()
+
+
+def workbook_resource() -> Mapping[str, Any]:
+    found: list[Mapping[str, Any]] = [
+        resource["config"]
+        for resource in parsed(WORKBOOK)["resources"].values()
+        if resource["type"] == "Microsoft.Insights/workbooks"
+    ]
+    assert len(found) == 1, "workbook.bicep holds one workbook"
+    return found[0]
+
+
+def workbook_content() -> dict[str, Any]:
+    """The workbook's serializedData: string() of a variable that unions the JSON file."""
+    serialized = workbook_resource()["properties"]["serializedData"]["function"]
+    assert serialized["type"] == "string"
+    content = resolve(serialized["parameters"]["value_to_convert"], variables_of(WORKBOOK))
+    union = content["function"]
+    assert union["type"] == "union"
+    document: dict[str, Any] = json.loads(loaded(union["parameters"]["arg_1"], WORKBOOK))
+    return document
+
+
+def workbook_queries() -> dict[str, str]:
+    """The workbook's query tiles: step name -> KQL."""
+    return {
+        item["name"]: item["content"]["query"]
+        for item in workbook_content()["items"]
+        if item["type"] == 3
+    }
+
+
+def alert_rules_resource() -> Mapping[str, Any]:
+    found: list[Mapping[str, Any]] = [
+        resource["config"]
+        for resource in parsed(ALERTS)["resources"].values()
+        if resource["type"] == "Microsoft.Insights/scheduledQueryRules"
+    ]
+    assert len(found) == 1, "alerts.bicep makes its rules in one loop"
+    return found[0]
+
+
+def alert_rules() -> dict[str, Mapping[str, Any]]:
+    """Each rule of the loop: its name -> its own properties (the loop adds the shared ones)."""
+    loop = alert_rules_resource()["loop_type"]["detail"]
+    rules = variables_of(ALERTS)[loop["array_name"]]
+    return {rule["name"]: rule["properties"] for rule in rules}
+
+
+def alert_queries() -> dict[str, str]:
+    return {
+        name: loaded(properties["criteria"]["allOf"][0]["query"], ALERTS)
+        for name, properties in alert_rules().items()
+    }
+
+
+def shared_alert_properties() -> Mapping[str, Any]:
+    """What the loop gives every rule: union(rule.properties, {these})."""
+    union = alert_rules_resource()["config"]["properties"]["function"]
+    assert union["type"] == "union"
+    assert accessor(union["parameters"]["arg_1"]) == "rule.properties"
+    shared: Mapping[str, Any] = union["parameters"]["arg_2"]
+    return shared
+
+
+def created_queues() -> set[str]:
+    variables = variables_of(MAIN)
+    storage = parsed(MAIN)["modules"][STORAGE_MODULE]["config"]["params"]
+    return {interpolated(resolve(queue, variables), variables) for queue in storage["queueNames"]}
+
+
+def every_query() -> dict[str, str]:
+    return {
+        **{f"workbook:{name}": query for name, query in workbook_queries().items()},
+        **{f"alert:{name}": query for name, query in alert_queries().items()},
+    }
+
+
+def metrics_named(query: str) -> set[str]:
+    """The names a query filters on (`name == "…"`, `name in (…)`), comments left out."""
+    code = _COMMENT.sub("", query)
+    return {
+        literal for match in _NAME_FILTER.finditer(code) for literal in _QUOTED.findall(match[1])
+    }
+
+
+def test_the_workbook_is_shared_and_linked_to_application_insights():
+    workbook = workbook_resource()
+    assert workbook["kind"] == "shared"
+    assert workbook["properties"]["category"] == "workbook"
+    assert workbook["properties"]["sourceId"] == "applicationInsightsId"
+    outputs = parsed(MONITORING)["outputs"]
+    assert accessor(outputs["applicationInsightsId"]["value"]) == "appInsights.id"
+    params = parsed(MAIN)["modules"]["workbook"]["config"]["params"]
+    assert accessor(params["applicationInsightsId"]) == "monitoring.outputs.applicationInsightsId"
+
+
+def test_the_workbook_tiles_follow_its_time_range():
+    items = workbook_content()["items"]
+    names = [item["name"] for item in items]
+    assert len(names) == len(set(names)), "the portal needs unique step names"
+    parameters = {
+        parameter["name"]
+        for item in items
+        if item["type"] == 9
+        for parameter in item["content"]["parameters"]
+    }
+    tiles = [item["content"] for item in items if item["type"] == 3]
+    assert tiles, "the workbook has query tiles"
+    for tile in tiles:
+        assert tile["timeContextFromParameter"] in parameters, tile["title"]
+        assert tile["resourceType"] == "microsoft.insights/components", tile["title"]
+
+
+def test_the_workbook_shows_every_metric():
+    shown = set().union(*(metrics_named(query) for query in workbook_queries().values()))
+    assert set(APP_METRICS) <= shown, f"no tile shows {sorted(set(APP_METRICS) - shown)}"
+
+
+@pytest.mark.parametrize("source", sorted(every_query()))
+def test_every_query_reads_only_the_app_metrics_and_their_attributes(source: str):
+    query = every_query()[source]
+    code = _COMMENT.sub("", query)
+    named = metrics_named(query)
+    assert named, "the query filters on a metric or span name"
+    tables = set(_FIRST_TABLE.findall(code)) & {"customMetrics", "requests"}
+    if tables == {"requests"}:
+        assert named == {ALLOCATION_SPAN}, "requests holds the allocation span"
+        return
+    assert tables == {"customMetrics"}, f"reads {tables}"
+    assert named <= set(APP_METRICS), f"not an app metric: {sorted(named - set(APP_METRICS))}"
+    attributes = set().union(*(APP_METRICS[name] for name in named))
+    keys = set(_DIMENSION.findall(code))
+    assert keys <= attributes, f"not an attribute of {sorted(named)}: {sorted(keys - attributes)}"
+    known = set(APP_METRICS) | ALLOCATION_OUTCOMES | created_queues()
+    compared = {
+        literal for match in _COMPARED.finditer(code) for literal in _QUOTED.findall(match[1])
+    }
+    assert compared <= known, f"compared with unknown values: {sorted(compared - known)}"
+
+
+def test_the_alert_rules_are_the_four_expected_on_application_insights():
+    assert set(alert_rules()) == set(ALERT_THRESHOLDS)
+    resource = alert_rules_resource()["config"]
+    assert resource["kind"] == "LogAlert"
+    shared = shared_alert_properties()
+    assert shared["scopes"] == ["applicationInsightsId"]
+    assert shared["enabled"] is True
+    params = parsed(MAIN)["modules"]["alerts"]["config"]["params"]
+    assert accessor(params["applicationInsightsId"]) == "monitoring.outputs.applicationInsightsId"
+    for name, properties in alert_rules().items():
+        assert not {"scopes", "actions", "enabled"} & set(properties), f"{name} overrides"
+        assert len(properties["criteria"]["allOf"]) == 1, name
+
+
+def azd_variable(main_param: str) -> tuple[str, str]:
+    """The environment variable and default main.parameters.json feeds a main.bicep parameter
+    with (`${ENV=default}`)."""
+    value = json.loads(PARAMETERS.read_text())["parameters"][main_param]["value"]
+    match = re.fullmatch(r"\$\{(\w+)(?:=(.*))?\}", value)
+    assert match, f"{main_param} is not read from the azd environment"
+    return match[1], match[2] or ""
+
+
+@pytest.mark.parametrize("rule", sorted(ALERT_THRESHOLDS))
+def test_each_alert_has_its_threshold_fed_from_the_azd_environment(rule: str):
+    condition = alert_rules()[rule]["criteria"]["allOf"][0]
+    expected = ALERT_THRESHOLDS[rule]
+    if not isinstance(expected, tuple):
+        assert condition["threshold"] == expected
+        return
+    module_param, main_param, env_name = expected
+    assert condition["threshold"] == module_param
+    assert parsed(ALERTS)["parameters"][module_param]["type"] == "int"
+    assert parsed(MAIN)["modules"]["alerts"]["config"]["params"][module_param] == main_param
+    default = parsed(MAIN)["parameters"][main_param]["default"]
+    assert isinstance(default, int)
+    assert azd_variable(main_param) == (env_name, str(default)), "with main's own default"
+
+
+def test_the_alerts_notify_the_action_group_parameter_when_given():
+    assert shared_alert_properties()["actions"]["actionGroups"] == "actionGroups"
+    choice = variables_of(ALERTS)["actionGroups"]["operator"]
+    assert choice["type"] == "conditional"
+    test = choice["operands"]["condition"]["function"]
+    assert test == {"type": "empty", "parameters": {"item_to_test": "actionGroupId"}}
+    assert choice["operands"]["true_value"] == []
+    assert choice["operands"]["false_value"] == ["actionGroupId"]
+    assert parsed(ALERTS)["parameters"]["actionGroupId"]["default"] == ""
+    params = parsed(MAIN)["modules"]["alerts"]["config"]["params"]
+    assert params["actionGroupId"] == "alertActionGroupId"
+    assert parsed(MAIN)["parameters"]["alertActionGroupId"]["default"] == ""
+    assert azd_variable("alertActionGroupId") == ("ALERT_ACTION_GROUP_ID", "")
+
+
+def test_the_breaker_alert_judges_five_minutes_of_reports():
+    properties = alert_rules()[BREAKER_RULE]
+    assert properties["windowSize"] == "PT5M"
+    window = _KQL_WINDOW.search(alert_queries()[BREAKER_RULE])
+    assert window, "the query names its window (let window = …m;)"
+    assert f"PT{window[1]}M" == properties["windowSize"], "the query's window is the rule's"
+    # The query looks back from each instance's latest report, itself up to a window old.
+    override = _ISO_MINUTES.fullmatch(properties["overrideQueryTimeRange"])
+    assert override, "the rule reads more than its window"
+    assert int(override[1]) >= 2 * int(window[1])
