@@ -114,6 +114,20 @@ EXPECTED: dict[str, dict[str, Any]] = {
         ],
         "retry": None,
     },
+    "backlog_probe": {
+        "trigger": "timer",
+        "bindings": [
+            {
+                "direction": "IN",
+                "type": "timerTrigger",
+                "name": "timer",
+                "schedule": "0 * * * * *",
+                "runOnStartup": False,
+                "useMonitor": False,
+            }
+        ],
+        "retry": None,
+    },
     "audit_writer": {
         "trigger": "message",
         "bindings": [

@@ -146,3 +146,18 @@ def test_links_in_the_docs_lead_somewhere(document: Path) -> None:
         ):
             broken.append(f"{where}: {target} (no such heading)")
     assert not broken, f"broken links in {document.relative_to(ROOT)}:\n" + "\n".join(broken)
+
+
+def test_the_observability_guide_names_every_metric_and_its_attributes() -> None:
+    from observability.metric_catalog import METRICS
+
+    guide = (ROOT / "docs" / "observability.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in guide.splitlines()
+        if line.startswith("| `")
+    }
+    for metric, attributes in METRICS.items():
+        assert metric in rows, f"docs/observability.md has no row for {metric}"
+        missing = [a for a in attributes if f"`{a}`" not in rows[metric]]
+        assert not missing, f"{metric}: its row does not name {missing}"

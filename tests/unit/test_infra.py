@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from observability.metric_catalog import METRICS
 from observability.trace_attributes import ALLOCATION_SPAN
 from settings import AppSettings, StorageSettings
 from tests.unit.test_required_settings import BINDINGS, REPO, SETTINGS
@@ -349,27 +350,8 @@ def test_the_operator_is_granted_what_the_hook_commands_need_on_each_resource():
 
 
 # The app's metrics as Application Insights stores them (customMetrics): name -> attributes, the
-# keys of customDimensions. The one list the workbook and alert queries are checked against.
-APP_METRICS: dict[str, frozenset[str]] = {
-    "dps.allocations": frozenset(
-        {
-            "dps.allocation.outcome",
-            "dps.allocation.hub",
-            "dps.allocation.role",
-            "dps.allocation.reason",
-        }
-    ),
-    "dps.allocation.duration": frozenset({"dps.allocation.outcome"}),
-    "resilience.breaker.state": frozenset({"resilience.dependency"}),
-    "resilience.retries": frozenset({"resilience.dependency", "error.type"}),
-    "iothub.throttled_requests": frozenset({"iothub.hub", "iothub.operation"}),
-    "sync.changes": frozenset({"sync.direction", "sync.result"}),
-    "sync.lag": frozenset({"sync.direction"}),
-    "reconciliation.backlog.messages": frozenset({"messaging.destination.name"}),
-    "reconciliation.backlog.age": frozenset({"messaging.destination.name"}),
-    "reconciliation.messages": frozenset({"reconciliation.kind", "reconciliation.result"}),
-    "reconciliation.dead_letters": frozenset({"reconciliation.kind", "dead_letter.replayable"}),
-}
+# keys of customDimensions. The app's own catalog, so a renamed metric breaks these checks.
+APP_METRICS: dict[str, frozenset[str]] = METRICS
 ALLOCATION_OUTCOMES = frozenset({"allocated", "fallback", "refused", "failed"})
 WORKBOOK = INFRA / "modules" / "workbook.bicep"
 ALERTS = INFRA / "modules" / "alerts.bicep"
