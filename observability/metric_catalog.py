@@ -8,10 +8,11 @@ from observability import allocation_metrics as allocation
 from observability import reconciliation_metrics as reconciliation
 from observability import resilience_metrics as resilience
 from observability import sync_metrics as sync
+from observability import trace_attributes as attr
 
 METRICS: dict[str, frozenset[str]] = {
     allocation.ALLOCATIONS: frozenset(allocation.METRIC_ATTRIBUTES),
-    allocation.ALLOCATION_DURATION: frozenset({allocation.attr.OUTCOME}),
+    allocation.ALLOCATION_DURATION: frozenset({attr.OUTCOME}),
     resilience.BREAKER_STATE: frozenset({resilience.DEPENDENCY}),
     resilience.RETRIES: frozenset({resilience.DEPENDENCY, resilience.ERROR_TYPE}),
     resilience.IOT_HUB_THROTTLED: frozenset({resilience.HUB, resilience.OPERATION}),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 from observability import DeviceLog
 from observability.telemetry import plan_telemetry
@@ -207,6 +207,7 @@ def test_binding_a_device_log_tags_the_current_span_with_its_identifiers(records
     with tracer.start_as_current_span("sync") as span:
         log = DeviceLog(logger, request_id="inv-3", device_id="dev-1")
         log.bind(assetId="AST-9", registrationId="dev-1", hub="hub-a").bind(assetId=None)
+    assert isinstance(span, ReadableSpan)
     assert dict(span.attributes or {}) == {
         "faas.invocation_id": "inv-3",
         "dps.device_id": "dev-1",
