@@ -66,6 +66,14 @@ class _Listener(pybreaker.CircuitBreakerListener):
         log("circuit breaker state change", extra={"breaker": cb.name, "from": old, "to": new})
 
 
+class _StateClock(pybreaker.CircuitBreakerListener):
+    def __init__(self, breaker: Breaker) -> None:
+        self._breaker = breaker
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        self._breaker.state_since = datetime.now(UTC)
+
+
 class Breaker:
     def __init__(
         self,
@@ -93,11 +101,24 @@ class Breaker:
             throw_new_error_on_trip=False,
         )
         self._trial_in_flight = False
+        self.state_since: datetime | None = None
+        """When the circuit last changed state; None while it has been closed from the start."""
+        self._breaker.add_listener(_StateClock(self))
         (telemetry or global_resilience_metrics()).watch(self)
 
     @property
     def state(self) -> str:
         return str(self._breaker.current_state)
+
+    @property
+    def fail_max(self) -> int:
+        """Failures in a row that open the circuit."""
+        return self._breaker.fail_max
+
+    @property
+    def reset_timeout_seconds(self) -> float:
+        """How long the circuit stays open before one trial call is let through."""
+        return self._reset_timeout
 
     @property
     def fail_counter(self) -> int:

@@ -59,6 +59,10 @@ class BreakerGuardedIotHubRegistry:
             )
         return self._breakers[key]
 
+    def breakers(self) -> list[Breaker]:
+        """Every configured hub's breaker, by hub name; one never called yet is made (closed)."""
+        return [self.breaker(hub) for hub in self._hubs]
+
     async def _guarded(self, hub: str, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await self.breaker(hub).call(operation)

@@ -165,3 +165,18 @@ async def test_a_guarded_query_and_enable_pass_through_a_working_hub():
     assert [twin.device_id for twin in found] == ["d1"]
     with pytest.raises(UnknownHub):
         await guarded.query_twins("forged.azure-devices.net", "SELECT * FROM devices")
+
+
+async def test_every_configured_hub_has_a_breaker_to_show_even_before_its_first_call():
+    inner, guarded = hubs()
+    inner.failing[WEST] = [HubUnavailable("503")] * 3
+    for _ in range(3):
+        with pytest.raises(HubUnavailable):
+            await guarded.get_twin(WEST, "d1")
+    listed = guarded.breakers()
+    assert [(b.name, b.state) for b in listed] == [
+        ("iot-hub:" + WEST, "open"),
+        ("iot-hub:" + EAST, "closed"),
+    ]
+    assert listed[0] is guarded.breaker(WEST), "the live breaker, not a copy"
+    assert inner.calls == [WEST] * 3, "listing calls no hub"

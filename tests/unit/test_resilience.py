@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -348,3 +349,29 @@ async def test_the_breaker_counts_only_what_is_failure_says():
 
 class NoVerdictError(OSError, NoVerdict):
     """Would count as a failure, but is marked as saying nothing about the dependency."""
+
+
+async def test_the_breaker_says_since_when_it_is_in_its_state():
+    breaker = Breaker("dep", is_failure=lambda e: True, fail_max=2, reset_timeout_seconds=0.05)
+    assert (breaker.state, breaker.state_since, breaker.fail_max) == ("closed", None, 2)
+    assert breaker.reset_timeout_seconds == 0.05
+
+    async def failing() -> None:
+        raise OSError("down")
+
+    async def answering() -> None:
+        return None
+
+    before = datetime.now(UTC)
+    for _ in range(2):
+        with pytest.raises(OSError, match="down"):
+            await breaker.call(failing)
+    opened = breaker.state_since
+    assert breaker.state == "open"
+    assert opened is not None
+    assert before <= opened <= datetime.now(UTC)
+    await asyncio.sleep(0.06)
+    await breaker.call(answering)  # the trial: half-open, then closed
+    assert breaker.state == "closed"
+    assert breaker.state_since is not None
+    assert breaker.state_since > opened
