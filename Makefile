@@ -22,7 +22,7 @@ UV_VERSION := 0.13.10
 # conflict with the project's. Its pycep-parser pin is the project's dev extra (pyproject.toml).
 INFRA_TOOLS := $(VENV)/infra-tools
 CHECKOV_VERSION := 3.3.30
-APP_PACKAGES := allocation policies messages roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit function_app.py bootstrap.py settings.py app_errors.py
+APP_PACKAGES := allocation policies messages roles asset_client iothub_client device_twin observability resilience storage_access sync reconciliation operator_cli audit health function_app.py bootstrap.py settings.py app_errors.py
 
 # What `make test313` runs on Python 3.13: the unit tests and the tests that index the app or
 # serve it with the dev functions host (the full suite stays with `make test`).

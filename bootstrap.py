@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allocation.service import AllocationService
 from asset_client import AssetRepository
@@ -21,6 +21,9 @@ from settings import AppSettings, ConfigurationError, load_settings
 from storage_access import StorageConfigError
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import TwinToAssetSync
+
+if TYPE_CHECKING:
+    from resilience.breaker import Breaker
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class Services:
         await self.assets.aclose()
         for closer in self.closers:
             await closer.aclose()
+
+    def breakers(self) -> tuple[Breaker, ...]:
+        """The live circuit breakers: the asset API's, then each configured hub's (the health
+        endpoint reads them)."""
+        return _circuit_breakers(self.assets, self.iot_hubs)
 
 
 _configuration: tuple[AppSettings, Policy] | None = None
@@ -264,6 +272,22 @@ def _storage_adapters(settings: AppSettings) -> _StorageAdapters:
         # The trail first: it flushes its backlog to the audit queue before that closes.
         closers=(audit_trail, queue, dead_letter_queue, audit_queue, audit_table, storage),
     )
+
+
+def _circuit_breakers(assets: AssetRepository, hubs: IotHubRegistry) -> tuple[Breaker, ...]:
+    """Found in the wrappers that _asset_repository and _iot_hubs put around the adapters."""
+    from resilience.hub_breakers import BreakerGuardedIotHubRegistry
+    from resilience.hub_rate_limit import RateLimitedIotHubRegistry
+    from resilience.resilient_assets import ResilientAssetRepository
+
+    found: list[Breaker] = []
+    if isinstance(assets, ResilientAssetRepository):
+        found.append(assets.breaker)
+    if isinstance(hubs, RateLimitedIotHubRegistry):
+        hubs = hubs.inner
+    if isinstance(hubs, BreakerGuardedIotHubRegistry):
+        found.extend(hubs.breakers())
+    return tuple(found)
 
 
 def services() -> Services:

@@ -5,6 +5,7 @@ import azure.functions as func
 import bootstrap
 from allocation.blueprint import allocation_blueprint
 from audit.blueprint import audit_blueprint
+from health.blueprint import health_blueprint
 from observability import install_redaction
 from reconciliation.blueprint import reconciliation_blueprint
 from sync.blueprint import sync_blueprint
@@ -24,3 +25,4 @@ app.register_functions(allocation_blueprint(bootstrap.services))
 app.register_functions(sync_blueprint(bootstrap.services))
 app.register_functions(reconciliation_blueprint(bootstrap.services))
 app.register_functions(audit_blueprint(bootstrap.services))
+app.register_functions(health_blueprint(bootstrap.services))

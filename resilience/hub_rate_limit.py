@@ -97,6 +97,11 @@ class RateLimitedIotHubRegistry:
         self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
 
+    @property
+    def inner(self) -> IotHubRegistry:
+        """The registry it wraps (the composition root looks through it for the breakers)."""
+        return self._inner
+
     def bucket(self, hub: str) -> TokenBucket:
         key = self._hubs.key(hub)
         if key not in self._buckets:

@@ -31,6 +31,7 @@ PACKAGES = (
     "asset_client",
     "audit",
     "device_twin",
+    "health",
     "iothub_client",
     "messages",
     "observability",

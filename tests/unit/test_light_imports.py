@@ -20,6 +20,7 @@ APP_PACKAGES = (
     "asset_client",
     "audit",
     "device_twin",
+    "health",
     "iothub_client",
     "messages",
     "observability",
@@ -35,6 +36,7 @@ MAY_LOAD_SDKS = {
     # Triggers: azure.functions.
     "allocation.blueprint",
     "audit.blueprint",
+    "health.blueprint",
     "reconciliation.blueprint",
     "sync.blueprint",
     # Adapters and the mechanics that wrap them.

@@ -229,6 +229,10 @@ def test_the_app_indexes_the_webhook_and_both_sync_triggers():
     assert "twin_changed eventHubTrigger" in result.stdout
     assert "POST" in result.stdout
     assert "FUNCTION" in result.stdout
+    [health] = [line for line in result.stdout.splitlines() if line.startswith("health ")]
+    assert health.startswith("health httpTrigger health ")
+    assert "GET" in health
+    assert health.endswith(" FUNCTION")
 
 
 @pytest.mark.parametrize(
