@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from operator_cli.config import StorageConnection
 from operator_cli.errors import QueueServiceError
 from operator_cli.letters import QueuedLetter, read_letter
+from operator_cli.queue_calls import QueueMissing, queue_call
 from resilience.queue_port import QueueEncoding
 from storage_access.clients import StorageClients
 from storage_access.closing import ClosedOnExit
@@ -47,10 +48,6 @@ class Listing:
     """Oldest dead-lettered first."""
     maybe_more: bool
     """The limit was reached: more messages may be waiting."""
-
-
-class _QueueMissing(Exception):
-    """The queue does not exist (yet): for reading, the same as an empty queue."""
 
 
 class DeadLetterQueue(ClosedOnExit):
@@ -104,7 +101,7 @@ class DeadLetterQueue(ClosedOnExit):
     async def _peek(self, count: int) -> list[QueueMessage]:
         try:
             return list(await self._call(self._queue().peek_messages(max_messages=count)))
-        except _QueueMissing:
+        except QueueMissing:
             return []
 
     async def _receive(self, count: int, visibility_seconds: int) -> list[QueueMessage]:
@@ -113,7 +110,7 @@ class DeadLetterQueue(ClosedOnExit):
         )
         try:
             return await self._call(_first_page(pager.by_page()))
-        except _QueueMissing:
+        except QueueMissing:
             return []
 
     async def _make_visible(self, message_id: str, pop_receipt: str) -> None:
@@ -131,27 +128,7 @@ class DeadLetterQueue(ClosedOnExit):
         return self._client
 
     async def _call(self, call: Awaitable[T]) -> T:
-        from azure.core.exceptions import AzureError, HttpResponseError
-
-        try:
-            return await call
-        except HttpResponseError as exc:
-            status = int(getattr(exc, "status_code", None) or 0)
-            raw_code = getattr(exc, "error_code", None)
-            code = str(getattr(raw_code, "value", raw_code)) if raw_code else None
-            if code == "QueueNotFound":
-                raise _QueueMissing from None
-            detail = f"queue {self.name}: the queue service answered {status or 'nothing'}"
-            detail += f" ({code})" if code else ""
-            if status in (401, 403):
-                detail += f"; check the connection string from {self.connection.source}"
-            raise QueueServiceError(detail, code=code) from None
-        except AzureError as exc:
-            # The SDK's text may name the account's URL (with a SAS): only the type is shown.
-            raise QueueServiceError(
-                f"queue {self.name}: cannot reach the queue service ({type(exc).__name__}); "
-                f"is the storage account from {self.connection.source} up?"
-            ) from None
+        return await queue_call(call, queue=self.name, source=self.connection.source)
 
 
 async def _first_page(pages: AsyncIterator[AsyncIterator[QueueMessage]]) -> list[QueueMessage]:
@@ -220,7 +197,7 @@ class HeldMessages:
                     await self._queue._make_visible(message_id, receipt)
                 except QueueServiceError as exc:
                     return exc.code in _GONE_CODES
-                except _QueueMissing:
+                except QueueMissing:
                     pass
                 return True
 

@@ -82,10 +82,17 @@ def webhook(
             f"{WEBHOOK_URL_ENV} must not carry the function key (code=...): give it in "
             f"{FUNCTION_KEY_ENV} or {FUNCTION_KEY_FILE_ENV}, so it is never shown"
         )
-    key_file = flag_key_file or (
-        Path(environ[FUNCTION_KEY_FILE_ENV]) if environ.get(FUNCTION_KEY_FILE_ENV) else None
+    return Webhook(
+        url, function_key(environ, FUNCTION_KEY_ENV, FUNCTION_KEY_FILE_ENV, flag_key_file)
     )
-    key = environ.get(FUNCTION_KEY_ENV, "").strip() or None
+
+
+def function_key(
+    environ: Mapping[str, str], key_env: str, key_file_env: str, flag_key_file: Path | None = None
+) -> str | None:
+    """A function key from the file (flag, else `key_file_env`), else `key_env`; None if unset."""
+    key_file = flag_key_file or (Path(environ[key_file_env]) if environ.get(key_file_env) else None)
+    key = environ.get(key_env, "").strip() or None
     if key_file is not None:
         try:
             key = key_file.read_text(encoding="utf-8").strip() or None
@@ -97,7 +104,7 @@ def webhook(
             raise ConfigurationError(f"the function key file {key_file} is empty")
     if key is not None and (len(key) > 512 or any(c.isspace() for c in key)):
         raise ConfigurationError("the function key holds whitespace or is too long")
-    return Webhook(url, key)
+    return key
 
 
 def directory(flag: Path | None, environ: Mapping[str, str], env: str, default: Path) -> Path:

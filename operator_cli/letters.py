@@ -6,9 +6,6 @@ kept as an unreadable letter with the reason, so one bad message never hides the
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from messages import DeadLetter, ReconciliationMessage, capped_event
+from operator_cli.queue_text import Unreadable, json_object
 from resilience.queue_port import QueueEncoding
 
 REPLAYABLE_KINDS = frozenset({"allocation", "twinChange", "assetChange"})
@@ -59,23 +57,9 @@ def read_letter(
     def unreadable(problem: str) -> QueuedLetter:
         return QueuedLetter(message_id, inserted_on, text, None, problem)
 
-    if encoding == "base64":
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            return unreadable("not base64 (QUEUE_MESSAGE_ENCODING is base64)")
-    else:
-        data = text.encode("utf-8", "surrogatepass")
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return unreadable("not UTF-8 text")
-    except json.JSONDecodeError as exc:
-        return unreadable(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
-    except (ValueError, RecursionError):
-        return unreadable("not JSON")
-    if not isinstance(parsed, dict):
-        return unreadable(f"not a JSON object but {type(parsed).__name__}")
+    parsed = json_object(text, encoding)
+    if isinstance(parsed, Unreadable):
+        return unreadable(parsed.problem)
     try:
         letter = DeadLetter.model_validate(parsed)
     except ValidationError as exc:

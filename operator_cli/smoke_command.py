@@ -32,6 +32,7 @@ from operator_cli import config, dps_config
 from operator_cli.dps_service import DpsService
 from operator_cli.enrollment_files import load_template
 from operator_cli.errors import ConfigurationError, OperatorError
+from operator_cli.hub_config import hub_registry
 from operator_cli.local_ca import LocalCa, issue_device, load_ca
 from operator_cli.smoke_assets import SmokeAssets
 from operator_cli.smoke_checks import CheckFailed, asset_link, assignment, audit_entry, initial_twin
@@ -39,7 +40,6 @@ from operator_cli.smoke_config import (
     DEFAULT_GROUP_FILE,
     GROUP_FILE_ENV,
     SmokeSettings,
-    hub_registry,
     smoke_settings,
 )
 from operator_cli.smoke_device import register

@@ -1,20 +1,16 @@
 """What the smoke test reads from the environment (docs/enrollment-and-smoke.md lists it all).
 
-DPS comes as for `enrollment` (dps_config); the hubs, the asset API and storage come from the
-app's own setting names, so a deployment hands the smoke test what it hands the app.
+DPS comes as for `enrollment` (dps_config), the hubs from hub_config; the asset API and storage
+come from the app's own setting names, so a deployment hands the smoke test what it hands the app.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from asset_client.auth import ApiKey, AssetApiAuth, EntraToken
-from iothub_client import HubConnections
-from iothub_client.sdk_adapter import SdkIotHubRegistry
 from operator_cli.errors import ConfigurationError
 
 ID_SCOPE_ENV = "DPS_ID_SCOPE"
@@ -29,7 +25,6 @@ DEFAULT_ASSET_ID = "SMOKE-0001"
 DEFAULT_ASSET_TYPE = "smoke-sensor"
 DEFAULT_ASSET_LOCATION = "smoke/post-deploy"
 DEFAULT_TIMEOUT = 120.0
-HUB_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,43 +67,6 @@ def smoke_settings(environ: Mapping[str, str]) -> SmokeSettings:
     )
 
 
-def hub_registry(environ: Mapping[str, str]) -> SdkIotHubRegistry:
-    """The hubs as the app reaches them: IOT_HUB_CONNECTION_STRINGS and/or managed identity."""
-    strings = _json(environ, "IOT_HUB_CONNECTION_STRINGS", {})
-    endpoints = _json(environ, "IOT_HUB_ENDPOINTS", {})
-    if not isinstance(strings, dict) or not isinstance(endpoints, dict):
-        raise ConfigurationError("IOT_HUB_CONNECTION_STRINGS and IOT_HUB_ENDPOINTS are objects")
-    try:
-        by_sas = HubConnections.from_connection_strings(
-            {str(k): str(v) for k, v in strings.items()}
-        )
-    except ValueError as exc:
-        raise ConfigurationError(f"IOT_HUB_CONNECTION_STRINGS: {exc}") from None
-    names = environ.get("IOT_HUB_MANAGED_IDENTITY_HUBS", "").split(",")
-    by_identity = HubConnections.managed_identity(
-        [name.strip() for name in names if name.strip()],
-        {str(k): str(v) for k, v in endpoints.items()},
-    )
-    connections = HubConnections([*by_sas.values(), *by_identity.values()])
-    if not connections:
-        raise ConfigurationError(
-            "no IoT hub to check: set IOT_HUB_CONNECTION_STRINGS or IOT_HUB_MANAGED_IDENTITY_HUBS"
-        )
-    client_id = environ.get("AZURE_CLIENT_ID", "").strip() or None
-
-    def credential() -> Any:
-        from azure.identity import DefaultAzureCredential
-
-        return DefaultAzureCredential(managed_identity_client_id=client_id)
-
-    return SdkIotHubRegistry(
-        connections,
-        timeout_seconds=HUB_TIMEOUT_SECONDS,
-        ca_bundle=environ.get("IOT_HUB_CA_BUNDLE", "").strip() or None,
-        credential_factory=credential,
-    )
-
-
 def _asset_auth(environ: Mapping[str, str]) -> AssetApiAuth | None:
     audience = environ.get("ASSET_API_AUDIENCE", "").strip()
     if audience:
@@ -118,13 +76,3 @@ def _asset_auth(environ: Mapping[str, str]) -> AssetApiAuth | None:
         return EntraToken(DefaultAzureCredential(managed_identity_client_id=client_id), audience)
     key = environ.get("ASSET_API_KEY", "").strip()
     return ApiKey(key) if key else None
-
-
-def _json(environ: Mapping[str, str], name: str, default: Any) -> Any:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} is not valid JSON") from None

@@ -202,7 +202,8 @@ def test_each_step_after_the_subscription_can_be_left_out(tmp_path):
     assert not any("operator_cli" in call or "keys list" in call for call in run.calls)
 
 
-# What each command reads (operator_cli/dps_config.py, smoke_config.py, config.py) and may get.
+# What each command reads (operator_cli/dps_config.py, smoke_config.py, hub_config.py, config.py)
+# and may get.
 APPLY_ENV = {
     "AZURE_TOKEN_CREDENTIALS": "dev",
     "DPS_SERVICE_HOST": OUTPUTS["DPS_SERVICE_HOST"],
