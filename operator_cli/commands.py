@@ -1,9 +1,11 @@
 """The command line: `python -m operator_cli dead-letters {list,show,replay} ...`,
 `python -m operator_cli audit {device,asset,registration} ID`, `python -m operator_cli
-enrollment {plan,apply,list}` and `python -m operator_cli smoke`.
+enrollment {plan,apply,list}`, `python -m operator_cli smoke` and `python -m operator_cli
+status`.
 
 Exit codes: 0 done, 1 not found / refused / failed / not confirmed, 2 bad usage or
-configuration (argparse's own code for usage errors).
+configuration (argparse's own code for usage errors); `status` adds 3, something could not be
+read (status_command).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from operator_cli.rendering import (
 )
 from operator_cli.replay import ReplayOutcome, replay
 from operator_cli.smoke_command import SMOKE_ACTIONS, add_smoke_command
+from operator_cli.status_command import add_status_command, show_status
 from resilience.durable_queue import StorageQueue
 
 PROG = "python -m operator_cli"
@@ -161,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_command(areas, connection_help=_CONNECTION_HELP, epilog=_EXIT_CODES)
     add_enrollment_commands(areas, epilog=_EXIT_CODES)
     add_smoke_command(areas, epilog=_EXIT_CODES)
+    add_status_command(areas, connection_help=_CONNECTION_HELP)
     return parser
 
 
@@ -307,6 +311,7 @@ _ACTIONS = {
     ("audit", "asset"): show_timeline,
     ("audit", "registration"): show_timeline,
     ("explain", "run"): explain,
+    ("status", "show"): show_status,
     **ENROLLMENT_ACTIONS,
     **SMOKE_ACTIONS,
 }

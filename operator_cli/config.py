@@ -43,6 +43,7 @@ def _app_setting(field_name: str) -> tuple[str, Any]:
 
 DEAD_LETTER_QUEUE_ENV, DEFAULT_DEAD_LETTER_QUEUE = _app_setting("dead_letter_queue")
 RECONCILIATION_QUEUE_ENV, DEFAULT_RECONCILIATION_QUEUE = _app_setting("reconciliation_queue")
+AUDIT_QUEUE_ENV, DEFAULT_AUDIT_QUEUE = _app_setting("audit_queue")
 AUDIT_TABLE_ENV, DEFAULT_AUDIT_TABLE = _app_setting("audit_table")
 ENCODING_ENV, DEFAULT_ENCODING = _app_setting("queue_message_encoding")
 CA_BUNDLE_ENV, _ = _app_setting("storage_ca_bundle")

@@ -52,10 +52,12 @@ class OutageStack:
         *,
         dps_retry_scale: float = 0.01,
         keyless: bool = False,
+        function_key: str | None = None,
     ) -> None:
         options = StackOptions.on_free_ports(
             data_dir,
             keyless=keyless,
+            function_key=function_key,
             dps_retry_scale=dps_retry_scale,
             event_retry_scale=0.05,
             host_env={**FAST_QUEUES, **(host_env or {})},
@@ -205,9 +207,13 @@ class OutageStack:
 
 
 def outage_stack(
-    tmp: Path, host_env: dict[str, str] | None = None, *, keyless: bool = False
+    tmp: Path,
+    host_env: dict[str, str] | None = None,
+    *,
+    keyless: bool = False,
+    function_key: str | None = None,
 ) -> Iterator[OutageStack]:
-    stack = OutageStack(tmp, host_env, keyless=keyless)
+    stack = OutageStack(tmp, host_env, keyless=keyless, function_key=function_key)
     try:
         yield stack
     finally:
