@@ -70,6 +70,13 @@ class _Sources:
     names: QueueNames
     health: status_config.HealthEndpoint | None
     hubs: Mapping[str, str] | None
+    """The hub settings; None when there are none."""
+
+    def hub_names(self) -> list[str]:
+        """The configured hubs; a bad hub setting is a configuration error before any read."""
+        if self.hubs is None:
+            return []
+        return sorted(connection.hub for connection in hub_connections(self.hubs).values())
 
 
 def show_status(ctx: Context) -> int:
@@ -95,7 +102,8 @@ def show_status(ctx: Context) -> int:
         hubs=status_config.hub_settings(environ, ctx.cwd),
     )
     encoding = config.message_encoding(environ)
-    summary = summarise(asyncio.run(_read(sources)), sources.names, encoding)
+    hubs = sources.hub_names()
+    summary = summarise(asyncio.run(_read(sources, hubs)), sources.names, encoding)
     if args.json:
         ctx.out.file.write(json.dumps(status_json(summary), indent=2) + "\n")
     else:
@@ -103,7 +111,7 @@ def show_status(ctx: Context) -> int:
     return summary.exit_code
 
 
-async def _read(sources: _Sources) -> Readings:
+async def _read(sources: _Sources, hubs: list[str]) -> Readings:
     storage = sources.storage.clients(timeout_seconds=STORAGE_TIMEOUT_SECONDS, retry_total=0)
     origin = sources.storage.source
     try:
@@ -112,7 +120,7 @@ async def _read(sources: _Sources) -> Readings:
             glance(storage, sources.names.dead_letters, origin),
             glance(storage, sources.names.audit, origin),
             _health(sources.health),
-            _devices(sources.hubs),
+            _devices(sources.hubs, hubs),
         )
     finally:
         await storage.aclose()
@@ -133,8 +141,9 @@ async def _health(endpoint: status_config.HealthEndpoint | None) -> HealthReport
     return await ask_health(endpoint)
 
 
-async def _devices(settings: Mapping[str, str] | None) -> list[HubDevices] | Unread:
+async def _devices(
+    settings: Mapping[str, str] | None, hubs: list[str]
+) -> list[HubDevices] | Unread:
     if settings is None:
         return Unread(status_config.HUBS_NOT_CONFIGURED)
-    hubs = [connection.hub for connection in hub_connections(settings).values()]
-    return await devices_not_provisioned(hub_registry(settings), sorted(hubs))
+    return await devices_not_provisioned(hub_registry(settings), hubs)

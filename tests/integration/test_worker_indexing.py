@@ -141,6 +141,23 @@ EXPECTED: dict[str, dict[str, Any]] = {
         ],
         "retry": None,
     },
+    "health": {
+        "trigger": "req",
+        "bindings": [
+            {
+                "direction": "IN",
+                "type": "httpTrigger",
+                "name": "req",
+                "methods": ["GET"],
+                "authLevel": "FUNCTION",
+                "route": "health",
+            },
+            {"direction": "OUT", "type": "http", "name": "$return"},
+        ],
+        "retry": None,
+        # It reads no invocation id: nothing it answers is recorded anywhere.
+        "requires_context": False,
+    },
 }
 EXPECTED_REFERENCES = {
     "twin_changed": {"TWIN_EVENTS_HUB", "TWIN_EVENTS_CONSUMER_GROUP"},
@@ -244,10 +261,10 @@ def test_the_worker_loads_each_function_async_with_its_context(worker):
     for function in worker["functions"]:
         expected = EXPECTED[function["name"]]
         trigger = next(b for b in expected["bindings"] if b["name"] == expected["trigger"])
-        http = function["name"] == "allocate"
+        http = function["name"] in ("allocate", "health")
         assert function["loaded"] == {
             "is_async": True,
-            "requires_context": True,
+            "requires_context": expected.get("requires_context", True),
             "is_http_func": http,
             "inputs": {expected["trigger"]: trigger["type"]},
             "outputs": {},

@@ -65,6 +65,7 @@ def test_identity_only_settings_import_the_app_and_index_every_function():
         "asset_changed",
         "audit_writer",
         "backlog_probe",
+        "health",
         "pending_sweep",
         "reconcile",
         "reconciliation_poison",

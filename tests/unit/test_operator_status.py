@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -331,3 +332,27 @@ def test_the_hubs_come_from_the_app_settings_else_the_local_stack(tmp_path):
     environ = {"IOT_HUB_MANAGED_IDENTITY_HUBS": EAST}
     assert hub_settings(environ, cwd) is environ
     assert hub_settings({}, tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("IOT_HUB_CONNECTION_STRINGS", "{not json", "IOT_HUB_CONNECTION_STRINGS"),
+        ("HEALTH_URL", "https://app.example/api/health?code=s3cr3t", "HEALTH_URL"),
+        ("QUEUE_MESSAGE_ENCODING", "rot13", "QUEUE_MESSAGE_ENCODING"),
+    ],
+)
+def test_a_bad_setting_is_exit_2_before_anything_is_read(
+    setting, value, named, tmp_path, capsys, monkeypatch
+):
+    from operator_cli.commands import main
+
+    # main() quiets the SDK's loggers for the process: put them back for the other tests.
+    sdk = logging.getLogger("azure")
+    monkeypatch.setattr(sdk, "propagate", sdk.propagate)
+    monkeypatch.setattr(sdk, "handlers", list(sdk.handlers))
+    environ = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", setting: value}
+    assert main(["status"], environ=environ, cwd=tmp_path) == 2
+    said = capsys.readouterr().err
+    assert named in said
+    assert "s3cr3t" not in said
