@@ -16,6 +16,7 @@ from devstack.certificates import TestCertificateAuthority
 from devstack.dps_requests import allocation_request
 
 TYPES = ("temperature-sensor", "valve-actuator", "edge-gateway")
+WARM_UP_DEVICES = 20
 
 Fleet = list[tuple[str, str, str, bytes]]
 """(device id, asset id, serial, webhook body) per device."""
@@ -87,6 +88,6 @@ def allocation_calls(session: aiohttp.ClientSession, url: str, fleet: Fleet) -> 
 async def warm_up(asset_api: str, url: str, ca: TestCertificateAuthority) -> None:
     """The first requests pay lazy imports and connection set-up; cold start is measured apart."""
     async with aiohttp.ClientSession(headers={"x-api-key": ASSET_KEY}) as session:
-        fleet = await make_fleet(session, asset_api, 20, ca)
+        fleet = await make_fleet(session, asset_api, WARM_UP_DEVICES, ca)
         for call in allocation_calls(session, url, fleet):
             await call()
