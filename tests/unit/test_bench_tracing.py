@@ -60,6 +60,16 @@ def test_only_the_traced_host_gets_the_exporter_and_each_host_its_own_queues():
     assert int(on["OTEL_BSP_SCHEDULE_DELAY"]) < 5000
     for name in ("AUDIT_QUEUE", "AUDIT_TABLE", "RECONCILIATION_QUEUE", "DEAD_LETTER_QUEUE"):
         assert off[name] != on[name]
+    assert set(tracing.host_queues("on").values()) <= set(on.values())
+    # Otherwise the two hosts are configured alike.
+    assert set(on) - set(off) == {"OTEL_BSP_SCHEDULE_DELAY"}
+    assert {k for k in off if off[k] != on[k]} == {
+        "AUDIT_QUEUE",
+        "AUDIT_TABLE",
+        "RECONCILIATION_QUEUE",
+        "DEAD_LETTER_QUEUE",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    }
 
 
 def _figures(p50: float) -> dict[str, float]:
