@@ -13,8 +13,9 @@ and the stack is quiet again (the spans exported), so that neither host's after-
 the other's run; the host's CPU time per allocation counts that after-work.
 Every "on" run must have its allocation spans received, or the benchmark fails.
 
-The dev host polls its queues with the Storage SDK, over the aiohttp the app instruments, so a
-few of the "on" host's spans are its polls, which Azure's host (not Python) would not make.
+The dev host polls its queues and deletes their messages with the Storage SDK, over the aiohttp
+the app instruments, so some of the "on" host's spans (about one in eight, one at a time) are
+the host's own, which Azure's host (not Python) would not make.
 """
 
 from __future__ import annotations
