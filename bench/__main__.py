@@ -16,13 +16,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import cold_start, journey, outage, pure_path, sync, webhook
+from bench import cold_start, journey, outage, pure_path, sync, tracing, webhook
 from bench.reporting import RESULTS_DIR, machine
 
 BENCHMARKS: dict[str, Callable[[Console], dict[str, Any]]] = {
     "pure_path": pure_path.main,
     "cold_start": cold_start.main,
     "webhook": webhook.main,
+    "tracing": tracing.main,
     "outage": outage.main,
     "journey": journey.main,
     "sync": sync.main,

@@ -31,6 +31,15 @@ def client_connector(*, limit: int = 100) -> aiohttp.TCPConnector:
 
 
 @dataclass
+class Backend:
+    """What the app calls: the asset service, and Azurite for its queues and tables."""
+
+    assets: Child
+    azurite: AzuriteChild
+    run_dir: Path
+
+
+@dataclass
 class WebhookRig:
     assets: Child
     host: Child
@@ -39,12 +48,16 @@ class WebhookRig:
 
     @property
     def allocate_url(self) -> str:
-        return f"{self.host.url}/api/allocate"
+        return allocate_url(self.host)
+
+
+def allocate_url(host: Child) -> str:
+    return f"{host.url}/api/allocate"
 
 
 @contextmanager
-def webhook_rig(**host_settings: str) -> Iterator[WebhookRig]:
-    """Asset service + dev functions host (+ Azurite for the app's queues)."""
+def backend() -> Iterator[Backend]:
+    """Azurite + asset service in a temporary directory, deleted after."""
     base = Path(tempfile.mkdtemp(prefix="bench-"))
     run_dir = base / "run"
     children: list[Child] = []
@@ -60,27 +73,50 @@ def webhook_rig(**host_settings: str) -> Iterator[WebhookRig]:
             )
         )
         children.append(assets)
-        settings_file = run_dir / "local.settings.json"
-        shutil.copyfile(REPO / "local.settings.sample.json", settings_file)
-        env: dict[str, Any] = {
-            "ASSET_API_URL": assets.url,
-            "ASSET_API_KEY": ASSET_KEY,
-            "AzureWebJobsStorage": azurite.connection_string,
-            "DEVSTACK_LOG_LEVEL": "WARNING",
-            **host_settings,
-        }
-        host = wait_ready(
-            start_child(
-                "function-host",
-                "devstack.function_host",
-                ["--script-root", str(REPO), "--port", "0", "--settings-file", str(settings_file)],
-                run_dir=run_dir,
-                env=env,
-                cwd=REPO,
-            )
-        )
-        children.append(host)
-        yield WebhookRig(assets=assets, host=host, azurite=azurite, run_dir=run_dir)
+        yield Backend(assets=assets, azurite=azurite, run_dir=run_dir)
     finally:
         stop_children(list(reversed(children)))
         shutil.rmtree(base, ignore_errors=True)
+
+
+def start_host(backend: Backend, name: str = "function-host", **host_settings: str) -> Child:
+    """The dev functions host serving the app against `backend`; the caller stops it."""
+    settings_file = backend.run_dir / f"{name}.local.settings.json"
+    shutil.copyfile(REPO / "local.settings.sample.json", settings_file)
+    env: dict[str, Any] = {
+        "ASSET_API_URL": backend.assets.url,
+        "ASSET_API_KEY": ASSET_KEY,
+        "AzureWebJobsStorage": backend.azurite.connection_string,
+        "DEVSTACK_LOG_LEVEL": "WARNING",
+        **host_settings,
+    }
+    return wait_ready(
+        start_child(
+            name,
+            "devstack.function_host",
+            ["--script-root", str(REPO), "--port", "0", "--settings-file", str(settings_file)],
+            run_dir=backend.run_dir,
+            env=env,
+            cwd=REPO,
+        )
+    )
+
+
+def start_otlp_receiver(run_dir: Path) -> Child:
+    """devstack's OTLP/HTTP receiver on a free port; GET {url}/stats counts what it got."""
+    return wait_ready(
+        start_child("otlp-receiver", "devstack.otlp_receiver", ["--port", "0"], run_dir=run_dir)
+    )
+
+
+@contextmanager
+def webhook_rig(**host_settings: str) -> Iterator[WebhookRig]:
+    """Asset service + dev functions host (+ Azurite for the app's queues)."""
+    with backend() as parts:
+        host = start_host(parts, **host_settings)
+        try:
+            yield WebhookRig(
+                assets=parts.assets, host=host, azurite=parts.azurite, run_dir=parts.run_dir
+            )
+        finally:
+            stop_children([host])

@@ -15,11 +15,7 @@ fired at once for N = 100, 300 and 1000.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,79 +24,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.harness import ASSET_KEY, REPO, WebhookRig, webhook_rig
-from bench.reporting import percentiles, write_result
+from bench.load import Call, Fleet, allocation_calls, make_fleet, timed, warm_up
+from bench.reporting import write_result
 from devstack.certificates import TestCertificateAuthority
-from devstack.dps_requests import allocation_request
 
 SEQUENTIAL = 200
 SIZES = (1, 100, 300, 1000)
 """1 = SEQUENTIAL devices one after another; otherwise that many at once."""
 HTTPX_SIZES = (1, 100)
 RUNS = 3
-TYPES = ("temperature-sensor", "valve-actuator", "edge-gateway")
 SIDES = ("ours", "floor", "floorHttpx")
-
-Fleet = list[tuple[str, str, str, bytes]]
-"""(device id, asset id, serial, webhook body) per device."""
-Call = Callable[[], Awaitable[None]]
-
-
-async def _fleet(
-    session: aiohttp.ClientSession, asset_api: str, n: int, ca: TestCertificateAuthority
-) -> Fleet:
-    run = uuid.uuid4().hex[:6]
-    fleet = []
-    for i in range(n):
-        device, asset, serial = f"b-{run}-{i}", f"AST-B-{run}-{i}".upper(), f"SN-B-{run}-{i}"
-        cert = ca.issue_device(device, serial_number=serial)
-        body = json.dumps(
-            allocation_request(device, x509={"clientCertificate": cert.der_base64})
-        ).encode()
-        fleet.append((device, asset, serial, body))
-    gate = asyncio.Semaphore(50)
-
-    async def put(device: str, asset: str, serial: str, i: int) -> None:
-        document = {
-            "serialNumber": serial,
-            "assetType": TYPES[i % 3],
-            "location": f"us-east/bench/line-{i % 7}",
-        }
-        async with gate, session.put(f"{asset_api}/assets/{asset}", json=document) as answer:
-            assert answer.status in (200, 201), await answer.text()
-
-    await asyncio.gather(*(put(d, a, s, i) for i, (d, a, s, _) in enumerate(fleet)))
-    return fleet
-
-
-async def _timed(calls: list[Call], *, at_once: bool) -> dict[str, float]:
-    latencies: list[float] = []
-
-    async def one(call: Call) -> None:
-        started = time.perf_counter()
-        await call()
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    if at_once:
-        await asyncio.gather(*(one(call) for call in calls))
-    else:
-        for call in calls:
-            await one(call)
-    return {**percentiles(latencies), "perSecond": len(calls) / (time.perf_counter() - started)}
-
-
-def _aiohttp_calls(session: aiohttp.ClientSession, rig: WebhookRig, fleet: Fleet) -> list[Call]:
-    def allocate(body: bytes) -> Call:
-        async def call() -> None:
-            async with session.post(
-                rig.allocate_url, data=body, headers={"content-type": "application/json"}
-            ) as answer:
-                await answer.read()
-                assert answer.status == 200, answer.status
-
-        return call
-
-    return [allocate(body) for *_, body in fleet]
 
 
 def _aiohttp_floor(session: aiohttp.ClientSession, asset_api: str, fleet: Fleet) -> list[Call]:
@@ -140,9 +73,11 @@ async def _run(rig: WebhookRig, n: int, ca: TestCertificateAuthority) -> dict[st
     result: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=devices)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        fleets = [await _fleet(session, asset_api, devices, ca) for _ in SIDES]
-        result["ours"] = await _timed(_aiohttp_calls(session, rig, fleets[0]), at_once=at_once)
-        result["floor"] = await _timed(
+        fleets = [await make_fleet(session, asset_api, devices, ca) for _ in SIDES]
+        result["ours"] = await timed(
+            allocation_calls(session, rig.allocate_url, fleets[0]), at_once=at_once
+        )
+        result["floor"] = await timed(
             _aiohttp_floor(session, asset_api, fleets[1]), at_once=at_once
         )
     if n in HTTPX_SIZES:
@@ -150,7 +85,7 @@ async def _run(rig: WebhookRig, n: int, ca: TestCertificateAuthority) -> dict[st
         async with httpx.AsyncClient(
             base_url=asset_api, headers=headers, limits=limits, timeout=60
         ) as client:
-            result["floorHttpx"] = await _timed(_httpx_floor(client, fleets[2]), at_once=at_once)
+            result["floorHttpx"] = await timed(_httpx_floor(client, fleets[2]), at_once=at_once)
     return result
 
 
@@ -173,7 +108,7 @@ def run() -> dict[str, Any]:
     ca = TestCertificateAuthority()
     results: dict[str, Any] = {}
     with webhook_rig() as rig:
-        asyncio.run(_warm_up(rig, ca))
+        asyncio.run(warm_up(rig.assets.url, rig.allocate_url, ca))
         for n in SIZES:
             results[str(n)] = _summary([asyncio.run(_run(rig, n, ca)) for _ in range(RUNS)])
     return {
@@ -182,14 +117,6 @@ def run() -> dict[str, Any]:
         "runsPerSize": RUNS,
         "results": results,
     }
-
-
-async def _warm_up(rig: WebhookRig, ca: TestCertificateAuthority) -> None:
-    """The first requests pay lazy imports and connection set-up; cold start is measured apart."""
-    async with aiohttp.ClientSession(headers={"x-api-key": ASSET_KEY}) as session:
-        fleet = await _fleet(session, rig.assets.url, 20, ca)
-        for call in _aiohttp_calls(session, rig, fleet):
-            await call()
 
 
 def main(console: Console) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from devstack.otlp_receiver import OtlpReceiver, ReceivedPoint
 from observability import allocation_metrics as allocation
 from observability import reconciliation_metrics as reconciliation
 from observability import resilience_metrics as resilience
 from observability import trace_attributes as attr
 from tests.integration.outage_fixtures import OutageStack, eventually, outage_stack
-from tests.integration.test_telemetry import OtlpReceiver, ReceivedPoint
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from devstack.otlp_receiver import OtlpReceiver, ReceivedSpan
 from observability import allocation_metrics as allocation
 from observability import reconciliation_metrics as reconciliation
 from observability import resilience_metrics as resilience
@@ -20,7 +21,7 @@ from observability import sync_metrics as sync
 from observability import trace_attributes as attr
 from tests.integration.devstack_fixtures import start_devstack, stop_devstack
 from tests.integration.test_sync_journey import EAST, Stack
-from tests.integration.test_telemetry import OtlpReceiver, ReceivedSpan, _trace_parent
+from tests.integration.test_telemetry import _trace_parent
 
 pytestmark = pytest.mark.slow
 

@@ -1,32 +1,22 @@
 """Traces and metrics over real HTTP: the dev functions host runs the app with
-OTEL_EXPORTER_OTLP_ENDPOINT pointed at an OTLP/HTTP receiver in this test; the reference asset
-service logs the `traceparent` of every request it gets (--request-log)."""
+OTEL_EXPORTER_OTLP_ENDPOINT pointed at devstack's OTLP/HTTP receiver, served by this process; the
+reference asset service logs the `traceparent` of every request it gets (--request-log)."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from devstack.dps_requests import allocation_request
+from devstack.otlp_receiver import OtlpReceiver
 from devstack.processes import Child, stop_children
 from observability import allocation_metrics as metric
 from observability import trace_attributes as attr
@@ -34,158 +24,6 @@ from tests.integration.asset_service_fixtures import start_asset_service
 from tests.integration.conftest import FUNCTION_KEY, start_function_host
 
 EAST = "hub-us-east.azure-devices.net"
-
-
-@dataclass(frozen=True)
-class ReceivedSpan:
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: int
-    attributes: dict[str, Any]
-    service_name: str
-
-
-def _value(any_value: Any) -> Any:
-    kind = any_value.WhichOneof("value")
-    return getattr(any_value, kind) if kind else None
-
-
-@dataclass(frozen=True)
-class ReceivedPoint:
-    """One data point of a sum (value), a gauge (value) or a histogram (count), as exported."""
-
-    metric: str
-    unit: str
-    attributes: frozenset[tuple[str, Any]]
-    time_unix_nano: int
-    value: float
-
-
-class OtlpReceiver:
-    """OTLP/HTTP traces and metrics (protobuf) on a free loopback port; keeps every span and
-    data point it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReceivedSpan] = []
-        self.points: list[ReceivedPoint] = []
-        self.paths: list[str] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path == "/v1/metrics":
-                    metrics_request = ExportMetricsServiceRequest()
-                    metrics_request.ParseFromString(body)
-                    receiver._keep_points(metrics_request)
-                    answer = ExportMetricsServiceResponse().SerializeToString()
-                else:
-                    request = ExportTraceServiceRequest()
-                    request.ParseFromString(body)
-                    receiver._keep(self.path, request)
-                    answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def _keep(self, path: str, request: ExportTraceServiceRequest) -> None:
-        received = []
-        for resource_spans in request.resource_spans:
-            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    received.append(
-                        ReceivedSpan(
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_span_id=span.parent_span_id.hex(),
-                            name=span.name,
-                            kind=span.kind,
-                            attributes={a.key: _value(a.value) for a in span.attributes},
-                            service_name=str(resource.get("service.name")),
-                        )
-                    )
-        with self._lock:
-            self.paths.append(path)
-            self.spans.extend(received)
-
-    def _keep_points(self, request: ExportMetricsServiceRequest) -> None:
-        received = []
-        for resource_metrics in request.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for m in scope_metrics.metrics:
-                    kind = m.WhichOneof("data")
-                    if kind == "sum":
-                        points = [(p, p.as_double or p.as_int) for p in m.sum.data_points]
-                    elif kind == "gauge":
-                        points = [(p, p.as_double or p.as_int) for p in m.gauge.data_points]
-                    elif kind == "histogram":
-                        points = [(p, p.count) for p in m.histogram.data_points]
-                    else:
-                        continue
-                    for point, value in points:
-                        received.append(
-                            ReceivedPoint(
-                                metric=m.name,
-                                unit=m.unit,
-                                attributes=frozenset(
-                                    (a.key, _value(a.value)) for a in point.attributes
-                                ),
-                                time_unix_nano=point.time_unix_nano,
-                                value=value,
-                            )
-                        )
-        with self._lock:
-            self.paths.append("/v1/metrics")
-            self.points.extend(received)
-
-    def latest(self, metric_name: str) -> dict[frozenset[tuple[str, Any]], ReceivedPoint]:
-        """Each attribute set's latest cumulative point of `metric_name`."""
-        latest: dict[frozenset[tuple[str, Any]], ReceivedPoint] = {}
-        with self._lock:
-            points = [p for p in self.points if p.metric == metric_name]
-        for point in points:
-            known = latest.get(point.attributes)
-            if known is None or point.time_unix_nano >= known.time_unix_nano:
-                latest[point.attributes] = point
-        return latest
-
-    def wait_for(
-        self, trace_id: str, *, client_spans: int, timeout: float = 20
-    ) -> list[ReceivedSpan]:
-        """The spans of one trace, once its allocation span and `client_spans` others arrived."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                spans = [s for s in self.spans if s.trace_id == trace_id]
-            allocations = [s for s in spans if s.name == attr.ALLOCATION_SPAN]
-            if (allocations and len(spans) - len(allocations) >= client_spans) or (
-                time.monotonic() > deadline
-            ):
-                return spans
-            time.sleep(0.1)
-
-    def __enter__(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @dataclass(frozen=True)
