@@ -9,6 +9,7 @@ import azure.functions as func
 
 from allocation.http_endpoint import answer_allocation
 from allocation.service import AllocationService
+from observability.flow_spans import TraceContext
 from policies import Policy
 
 
@@ -33,8 +34,7 @@ def allocation_blueprint(services: Callable[[], AllocationServices]) -> func.Blu
             request_id=context.invocation_id,
             service=ready.allocation,
             budget_seconds=ready.policy.outage.budget_seconds,
-            trace_parent=context.trace_context.trace_parent,
-            trace_state=context.trace_context.trace_state,
+            parent=TraceContext.of_invocation(context.trace_context),
         )
         return func.HttpResponse(
             answer.body,

@@ -23,7 +23,7 @@ from app_errors import AppError
 from observability import DeviceLog
 from observability import trace_attributes as attr
 from observability.allocation_metrics import AllocationMetrics, global_allocation_metrics
-from observability.flow_spans import flow_span, mark_failed
+from observability.flow_spans import TraceContext, flow_span, mark_failed
 from resilience.deadline import request_budget
 
 _logger = logging.getLogger("allocation")
@@ -37,12 +37,11 @@ async def answer_allocation(
     request_id: str,
     service: AllocationService,
     budget_seconds: float = 4.0,
-    trace_parent: str | None = None,
-    trace_state: str | None = None,
+    parent: TraceContext | None = None,
     tracer: Tracer | None = None,
     metrics: AllocationMetrics | None = None,
 ) -> HttpAnswer:
-    """`trace_parent` and `trace_state`: the invocation's W3C trace context, the span's parent.
+    """`parent`: the invocation's W3C trace context, the span's parent.
     `tracer` and `metrics`: the global providers' unless given."""
     started = time.perf_counter()
     decided: dict[str, str] = {}
@@ -51,8 +50,7 @@ async def answer_allocation(
         attr.ALLOCATION_SPAN,
         kind=trace.SpanKind.SERVER,
         request_id=request_id,
-        trace_parent=trace_parent,
-        trace_state=trace_state,
+        parent=parent,
     ) as span:
         log = DeviceLog(_logger, request_id=request_id)
         try:

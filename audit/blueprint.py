@@ -9,6 +9,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 
 from audit.writer import AuditWriter
+from observability.flow_spans import TraceContext
 
 
 class AuditServices(Protocol):
@@ -30,8 +31,7 @@ def audit_blueprint(services: Callable[[], AuditServices]) -> func.Blueprint:
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
-            trace_parent=context.trace_context.trace_parent,
-            trace_state=context.trace_context.trace_state,
+            parent=TraceContext.of_invocation(context.trace_context),
         )
 
     return blueprint

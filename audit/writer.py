@@ -38,7 +38,7 @@ from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
 from audit.queue import DelayedSender
 from observability import trace_attributes as attr
-from observability.flow_spans import flow_span
+from observability.flow_spans import TraceContext, flow_span
 from resilience.queue_port import QueueError
 
 ATTEMPTS_FIELD = "writeAttempts"
@@ -95,19 +95,17 @@ class AuditWriter:
         *,
         dequeue_count: int = 1,
         request_id: str | None = None,
-        trace_parent: str | None = None,
-        trace_state: str | None = None,
+        parent: TraceContext | None = None,
     ) -> WriteOutcome:
         """Store the message's entries in order; see the module docstring for the outcomes.
 
-        `trace_parent`/`trace_state`: the invocation's trace context, the span's parent."""
+        `parent`: the invocation's trace context, the span's parent."""
         with flow_span(
             _tracer,
             attr.AUDIT_BATCH_SPAN,
             kind=SpanKind.CONSUMER,
             request_id=request_id or "",
-            trace_parent=trace_parent,
-            trace_state=trace_state,
+            parent=parent,
             attributes={attr.DEQUEUE_COUNT: dequeue_count},
         ) as span:
             outcome = await self._handle(body, dequeue_count, request_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
@@ -20,6 +22,19 @@ from observability import trace_attributes as attr
 _propagator = TraceContextTextMapPropagator()
 
 
+@dataclass(frozen=True)
+class TraceContext:
+    """A W3C trace context as a trigger hands it over: its `traceparent` and `tracestate`."""
+
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @classmethod
+    def of_invocation(cls, trace_context: Any) -> TraceContext:
+        """The Functions invocation's (azure.functions.Context.trace_context)."""
+        return cls(trace_context.trace_parent, trace_context.trace_state)
+
+
 @contextmanager
 def flow_span(
     tracer: Tracer,
@@ -27,13 +42,13 @@ def flow_span(
     *,
     kind: trace.SpanKind,
     request_id: str,
-    trace_parent: str | None = None,
-    trace_state: str | None = None,
+    parent: TraceContext | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Iterator[Span]:
-    """`trace_parent`/`trace_state`: the parent's W3C context (an invocation's, or an event's
-    distributed tracing extension); without a valid one the span starts a trace."""
-    carrier = {"traceparent": trace_parent or "", "tracestate": trace_state or ""}
+    """`parent`: the W3C context to continue (an invocation's, or an event's distributed
+    tracing extension); without a valid one the span starts a trace."""
+    parent = parent or TraceContext()
+    carrier = {"traceparent": parent.traceparent or "", "tracestate": parent.tracestate or ""}
     with tracer.start_as_current_span(
         name,
         context=_propagator.extract(carrier),

@@ -10,6 +10,7 @@ from typing import Protocol
 import azure.functions as func
 from azure.functions.queue import QueueMessage
 
+from observability.flow_spans import TraceContext
 from reconciliation.backlog_probe import BacklogProbe
 from reconciliation.pending_sweep import PendingSweep
 from reconciliation.reconciler import Reconciler
@@ -39,8 +40,7 @@ def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> 
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
-            trace_parent=context.trace_context.trace_parent,
-            trace_state=context.trace_context.trace_state,
+            parent=TraceContext.of_invocation(context.trace_context),
         )
 
     @blueprint.queue_trigger(
@@ -53,8 +53,7 @@ def reconciliation_blueprint(services: Callable[[], ReconciliationServices]) -> 
             message.get_body(),
             dequeue_count=message.dequeue_count or 1,
             request_id=context.invocation_id,
-            trace_parent=context.trace_context.trace_parent,
-            trace_state=context.trace_context.trace_state,
+            parent=TraceContext.of_invocation(context.trace_context),
         )
 
     # Every 15 minutes; the deadline (hours) is the policy's reconciliation_deadline_hours.

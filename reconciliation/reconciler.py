@@ -22,7 +22,7 @@ from messages import MessageKind, ReconciliationMessage
 from messages.emission import Emission
 from observability import DeviceLog
 from observability import trace_attributes as attr
-from observability.flow_spans import flow_span
+from observability.flow_spans import TraceContext, flow_span
 from observability.reconciliation_metrics import (
     ReconciliationMetrics,
     global_reconciliation_metrics,
@@ -88,19 +88,17 @@ class Reconciler:
         *,
         dequeue_count: int,
         request_id: str,
-        trace_parent: str | None = None,
-        trace_state: str | None = None,
+        parent: TraceContext | None = None,
     ) -> str:
         """A message nobody can read is dead-lettered at once; retrying cannot fix it.
 
-        `trace_parent`/`trace_state`: the invocation's trace context, the span's parent."""
+        `parent`: the invocation's trace context, the span's parent."""
         with flow_span(
             _tracer,
             attr.RECONCILIATION_SPAN,
             kind=SpanKind.CONSUMER,
             request_id=request_id,
-            trace_parent=trace_parent,
-            trace_state=trace_state,
+            parent=parent,
             attributes={attr.DEQUEUE_COUNT: dequeue_count},
         ) as span:
             kind = "unreadable"
@@ -152,8 +150,7 @@ class Reconciler:
         *,
         dequeue_count: int,
         request_id: str,
-        trace_parent: str | None = None,
-        trace_state: str | None = None,
+        parent: TraceContext | None = None,
     ) -> None:
         """The poison queue's handler: the message failed maxDequeueCount times."""
         try:
@@ -163,8 +160,7 @@ class Reconciler:
                 body,
                 dequeue_count=dequeue_count,
                 request_id=request_id,
-                trace_parent=trace_parent,
-                trace_state=trace_state,
+                parent=parent,
             )
             return
         with flow_span(
@@ -172,8 +168,7 @@ class Reconciler:
             attr.RECONCILIATION_SPAN,
             kind=SpanKind.CONSUMER,
             request_id=request_id,
-            trace_parent=trace_parent,
-            trace_state=trace_state,
+            parent=parent,
             attributes={
                 attr.DEQUEUE_COUNT: dequeue_count,
                 attr.RECONCILIATION_KIND: message.kind,

@@ -7,6 +7,7 @@ from typing import Any, List, Protocol  # noqa: UP035 - the worker rejects list[
 
 import azure.functions as func
 
+from observability.flow_spans import TraceContext
 from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetToTwinSync
 from sync.device_sync_service import TwinToAssetSync
@@ -33,18 +34,17 @@ def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
     async def asset_changed(event: func.EventGridEvent, context: func.Context) -> None:
         # The worker hands over a func.CloudEvent instead when the subscription uses
         # CloudEvents; the annotation must stay one class, or the worker refuses to index it.
-        invocation = context.trace_context
-        trace_parent: str | None = invocation.trace_parent
-        trace_state: str | None = invocation.trace_state
+        parent = TraceContext.of_invocation(context.trace_context)
         if isinstance(event, func.CloudEvent):
             event_type, event_time = event.type, event.time
             # CloudEvents' distributed tracing extension: the asset change's own trace, so the
             # change and the twin write it causes are one trace.
             extensions = event.extension_attrs
             if isinstance(extensions.get("traceparent"), str):
-                trace_parent = extensions["traceparent"]
                 state = extensions.get("tracestate")
-                trace_state = state if isinstance(state, str) else None
+                parent = TraceContext(
+                    extensions["traceparent"], state if isinstance(state, str) else None
+                )
         else:
             event_type, event_time = event.event_type, event.event_time
         ready = services()
@@ -57,8 +57,7 @@ def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
             data=event.get_json(),
             request_id=context.invocation_id,
             event_time=event_time,
-            trace_parent=trace_parent,
-            trace_state=trace_state,
+            parent=parent,
         )
 
     # Without a retry policy the Event Hubs trigger checkpoints past a failed batch; the only
@@ -82,8 +81,7 @@ def sync_blueprint(services: Callable[[], SyncServices]) -> func.Blueprint:
             services().device_sync,
             [_raw(event, index) for index, event in enumerate(events)],
             context.invocation_id,
-            trace_parent=context.trace_context.trace_parent,
-            trace_state=context.trace_context.trace_state,
+            parent=TraceContext.of_invocation(context.trace_context),
         )
 
     return blueprint

@@ -16,7 +16,7 @@ from messages.emission import Emission
 from observability import DeviceLog
 from observability import sync_metrics as sm
 from observability import trace_attributes as attr
-from observability.flow_spans import flow_span
+from observability.flow_spans import TraceContext, flow_span
 from resilience.outbox import Outbox
 from sync.asset_sync_service import AssetSyncOutcome, AssetToTwinSync
 from sync.device_sync_service import BatchOutcome, TwinToAssetSync
@@ -44,23 +44,21 @@ async def handle_asset_event(
     data: Any,
     request_id: str,
     event_time: datetime | None = None,
-    trace_parent: str | None = None,
-    trace_state: str | None = None,
+    parent: TraceContext | None = None,
     metrics: sm.SyncMetrics | None = None,
 ) -> AssetSyncOutcome | None:
     """A bad event is recorded and acknowledged; a transient failure raises so Event Grid
     delivers the event again (it retries for up to 24 h).
 
-    `trace_parent`/`trace_state`: the event's distributed tracing extension when it has one
-    (the asset change's trace), else the invocation's. `metrics`: the process's unless given."""
+    `parent`: the event's distributed tracing extension when it has one (the asset change's
+    trace), else the invocation's. `metrics`: the process's unless given."""
     counted = metrics or _metrics
     with flow_span(
         _tracer,
         attr.ASSET_EVENT_SPAN,
         kind=SpanKind.CONSUMER,
         request_id=request_id,
-        trace_parent=trace_parent,
-        trace_state=trace_state,
+        parent=parent,
         attributes={attr.EVENT_ID: event_id or "", attr.EVENT_TYPE: event_type or ""},
     ) as span:
         outcome = await _asset_event(
@@ -129,15 +127,13 @@ async def handle_twin_batch(
     events: Sequence[RawTwinEvent],
     request_id: str,
     *,
-    trace_parent: str | None = None,
-    trace_state: str | None = None,
+    parent: TraceContext | None = None,
     metrics: sm.SyncMetrics | None = None,
 ) -> BatchOutcome:
     """One bad event never fails the batch: it is dead-lettered, and the rest applied.
 
     Only a failure to record a failure propagates (the trigger's retry policy runs the batch
-    again). `trace_parent`/`trace_state`: the invocation's trace context; `metrics`: the
-    process's unless given.
+    again). `parent`: the invocation's trace context; `metrics`: the process's unless given.
     """
     counted = metrics or _metrics
     with flow_span(
@@ -145,8 +141,7 @@ async def handle_twin_batch(
         attr.TWIN_BATCH_SPAN,
         kind=SpanKind.CONSUMER,
         request_id=request_id,
-        trace_parent=trace_parent,
-        trace_state=trace_state,
+        parent=parent,
         attributes={attr.TWIN_BATCH_SIZE: len(events)},
     ):
         outcome = await _twin_batch(service, events, request_id)

@@ -10,6 +10,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 
 from audit.blueprint import audit_blueprint
+from observability.flow_spans import TraceContext
 
 
 class RecordingWriter:
@@ -29,7 +30,7 @@ def registered(services: Any) -> Any:
 
 
 TRACE_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-TRACE = {"trace_parent": TRACE_PARENT, "trace_state": "vendor=1"}
+TRACE = {"parent": TraceContext(TRACE_PARENT, "vendor=1")}
 
 
 def test_the_trigger_listens_on_the_audit_queue_setting() -> None:
