@@ -230,7 +230,9 @@ class SyncRig:
         found = [
             item
             for item in recent
-            if item["event"]["eventType"] == "AssetManagement.AssetChanged"
+            # The devstack publishes CloudEvents (`type`); the Event Grid schema says `eventType`.
+            if item["event"].get("type", item["event"].get("eventType"))
+            == "AssetManagement.AssetChanged"
             and versions.get(item["event"]["data"]["assetId"]) == item["event"]["data"]["version"]
         ]
         assert len(found) == len(versions), f"{len(found)} of {len(versions)} change events"
