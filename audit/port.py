@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from audit.entry import AuditEntry
 
@@ -28,3 +29,11 @@ class ListAudit:
 
     async def record(self, entry: AuditEntry) -> None:
         self.entries.append(entry)
+
+
+class DelayedSender(Protocol):
+    """What AuditWriter puts entries back on when the table is down (audit.queue.AuditQueue)."""
+
+    async def send_later(self, message: Mapping[str, Any], *, delay_seconds: int) -> None:
+        """Enqueue one JSON object, invisible for delay_seconds; raises QueueError."""
+        ...

@@ -28,14 +28,6 @@ class AuditSender(Protocol):
         ...
 
 
-class DelayedSender(Protocol):
-    """What AuditWriter puts entries back on when the table is down."""
-
-    async def send_later(self, message: Mapping[str, Any], *, delay_seconds: int) -> None:
-        """Enqueue one JSON object, invisible for delay_seconds; raises QueueError."""
-        ...
-
-
 class AuditQueue(StorageQueue):
     """A StorageQueue whose messages never expire (time to live -1, where Azure's default is
     seven days: an entry waits however long the writer is stopped), and that can send with an

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 from audit.entry import BATCH_FIELD, AuditEntry
 from audit.error_log import log_unrecorded
 from audit.errors import AuditRequeueFailed, AuditStoreRejected, AuditStoreUnavailable
-from audit.queue import DelayedSender
+from audit.port import DelayedSender
 from observability import trace_attributes as attr
 from observability.flow_spans import TraceContext, flow_span
 from resilience.queue_port import QueueError

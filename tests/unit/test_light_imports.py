@@ -46,7 +46,6 @@ MAY_LOAD_SDKS = {
     "audit.table_writer",
     "audit.timeline",
     "audit.trail",
-    "audit.writer",
     "resilience.breaker",
     "resilience.durable_queue",
     "resilience.hub_breakers",

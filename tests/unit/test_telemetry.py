@@ -45,6 +45,8 @@ print(json.dumps({
     "provider": type(trace.get_tracer_provider()).__module__ + "."
     + type(trace.get_tracer_provider()).__name__,
     "sdk_loaded": "opentelemetry.sdk" in sys.modules,
+    # Cold start: the storage and IoT Hub SDKs (azure-core) load on first use, not at import.
+    "azure_core_loaded": "azure.core" in sys.modules,
     "azure_monitor_loaded": "azure.monitor.opentelemetry" in sys.modules,
     "root_log_handlers": sorted(type(h).__name__ for h in logging.getLogger().handlers),
     "logs_exporter": os.environ.get("OTEL_LOGS_EXPORTER"),
@@ -80,6 +82,7 @@ def test_without_an_exporter_the_app_starts_on_the_no_op_api_alone():
         "meter_provider": "opentelemetry.metrics._internal._ProxyMeterProvider",
         "provider": "opentelemetry.trace.ProxyTracerProvider",
         "sdk_loaded": False,
+        "azure_core_loaded": False,
         "azure_monitor_loaded": False,
         "root_log_handlers": [],
         "logs_exporter": None,
@@ -97,6 +100,7 @@ def test_with_an_otlp_endpoint_the_app_starts_sdk_tracer_and_meter_providers():
         "meter_provider": "opentelemetry.sdk.metrics._internal.MeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
+        "azure_core_loaded": True,
         "azure_monitor_loaded": False,
         "root_log_handlers": [],
         "logs_exporter": None,
@@ -118,6 +122,7 @@ def test_with_application_insights_the_distro_sends_traces_and_metrics_but_no_lo
         "meter_provider": "opentelemetry.sdk.metrics._internal.MeterProvider",
         "provider": "opentelemetry.sdk.trace.TracerProvider",
         "sdk_loaded": True,
+        "azure_core_loaded": True,
         "azure_monitor_loaded": True,
         "root_log_handlers": [],
         "logs_exporter": "none",
