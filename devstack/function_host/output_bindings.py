@@ -99,10 +99,10 @@ def _worker_encode(value: Any, generic: bool) -> Datum:
             return Datum(type="string", value=value)
         if isinstance(value, bytes | bytearray):
             return Datum(type="bytes", value=bytes(value))
-        raise NotImplementedError(f"{type(value).__name__} for an Out[str] / Out[bytes] binding")
+        raise TypeError(f"{type(value).__name__} for an Out[str] / Out[bytes] binding")
     datum = QueueMessageOutConverter.encode(value, expected_type=None)
     if not isinstance(datum, Datum):
-        raise NotImplementedError(type(value).__name__)
+        raise TypeError(type(value).__name__)
     return datum
 
 
@@ -205,6 +205,7 @@ class OutputBindings:
         fields = {"function": spec.name, "binding": target.binding, "queue": target.queue_name}
         try:
             messages = queue_messages(_worker_encode(value, target.generic))
+        # azure-functions' own converter raises NotImplementedError for a type it does not take.
         except (NotImplementedError, TypeError, ValueError) as exc:
             raise OutputBindingError(
                 f"the Python worker cannot encode the value of output binding {target.binding} "

@@ -80,7 +80,10 @@ class Stack:
         body: dict[str, Any] = self.assets.get(f"/assets/{asset_id}").json()
         return body
 
-    def patch_asset(self, asset_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_asset(
+        self, asset_id: str, patch: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """`headers`: sent too (e.g. a `traceparent`)."""
         for _ in range(10):
             version = self.asset(asset_id)["version"]
             response = self.assets.patch(
@@ -89,6 +92,7 @@ class Stack:
                 headers={
                     "if-match": f'"{version}"',
                     "content-type": "application/merge-patch+json",
+                    **(headers or {}),
                 },
             )
             if response.status_code != 412:

@@ -31,21 +31,6 @@ class TracedDevstack(Stack):
         super().__init__(description)
         self.receiver = receiver
 
-    def patch_traced(self, asset_id: str, patch: dict[str, Any], traceparent: str) -> int:
-        version = self.asset(asset_id)["version"]
-        response = self.assets.patch(
-            f"/assets/{asset_id}",
-            json=patch,
-            headers={
-                "if-match": f'"{version}"',
-                "content-type": "application/merge-patch+json",
-                "traceparent": traceparent,
-            },
-        )
-        assert response.status_code == 200, response.text
-        patched: int = response.json()["version"]
-        return patched
-
     def spans(self, where: Callable[[ReceivedSpan], bool]) -> list[ReceivedSpan]:
         return [s for s in list(self.receiver.spans) if where(s)]
 
@@ -117,7 +102,9 @@ def test_an_asset_change_and_the_twin_write_it_causes_are_one_trace(
     stack: TracedDevstack, onboarded: dict[str, str]
 ) -> None:
     traceparent, trace_id, caller_span_id = _trace_parent()
-    stack.patch_traced(onboarded["asset"], {"location": "us-east/plant-4/line-7"}, traceparent)
+    stack.patch_asset(
+        onboarded["asset"], {"location": "us-east/plant-4/line-7"}, {"traceparent": traceparent}
+    )
 
     def written() -> list[ReceivedSpan]:
         return stack.spans(
