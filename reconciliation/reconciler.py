@@ -10,15 +10,16 @@ to `<queue>-poison`, whose handler dead-letters it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Protocol
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from asset_client import AssetRepository
 from iothub_client import IotHubRegistry
-from messages import MessageKind, ReconciliationMessage
+from messages import DeadLetter, MessageKind, ReconciliationMessage
 from messages.emission import Emission
 from observability import DeviceLog
 from observability import trace_attributes as attr
@@ -101,27 +102,30 @@ class Reconciler:
             parent=parent,
             attributes={attr.DEQUEUE_COUNT: dequeue_count},
         ) as span:
-            kind = "unreadable"
             try:
-                try:
-                    message = ReconciliationMessage.model_validate_json(body)
-                except ValidationError as error:
-                    letter = unreadable_letter(body, str(error), dequeue_count, request_id)
-                    await self._outbox.send(Emission.of_dead_letter(letter))
-                    result = "dead-lettered"
-                else:
-                    kind = message.kind
-                    span.set_attribute(attr.RECONCILIATION_KIND, kind)
-                    result = await self.handle(
-                        message, dequeue_count=dequeue_count, request_id=request_id
-                    )
-            except Exception:
-                # Raised: the queue delivers the message again (or, at the last try, buries it).
-                self._metrics.handled(kind, "retry")
-                raise
-            span.set_attribute(attr.RECONCILIATION_RESULT, result)
-            self._metrics.handled(kind, result)
-            return result
+                message = ReconciliationMessage.model_validate_json(body)
+            except ValidationError as error:
+                letter = unreadable_letter(body, str(error), dequeue_count, request_id)
+                return await self._counted(span, "unreadable", self._dead_letter(letter))
+            span.set_attribute(attr.RECONCILIATION_KIND, message.kind)
+            handled = self.handle(message, dequeue_count=dequeue_count, request_id=request_id)
+            return await self._counted(span, message.kind, handled)
+
+    async def _counted(self, span: Span, kind: str, work: Awaitable[str]) -> str:
+        """`work`'s result on the span and the metrics; "retry" when it raises (the queue
+        delivers the message again, or at the last try buries it)."""
+        try:
+            result = await work
+        except Exception:
+            self._metrics.handled(kind, "retry")
+            raise
+        span.set_attribute(attr.RECONCILIATION_RESULT, result)
+        self._metrics.handled(kind, result)
+        return result
+
+    async def _dead_letter(self, letter: DeadLetter) -> str:
+        await self._outbox.send(Emission.of_dead_letter(letter))
+        return "dead-lettered"
 
     async def handle(
         self, message: ReconciliationMessage, *, dequeue_count: int, request_id: str
