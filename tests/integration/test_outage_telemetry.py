@@ -92,8 +92,10 @@ def test_an_outage_opens_the_breaker_counts_the_fallback_and_fills_then_drains_t
         ]
         assert fallback[attr.ROLE] == "sensor"  # the least-privilege fallback role
         assert attr.REASON not in fallback  # the outage's text stays on the span
-        retries = receiver.latest(resilience.RETRIES)
-        assert any(dict(a).get(resilience.DEPENDENCY) == "asset-api" for a in retries), retries
+        eventually(
+            lambda: receiver.latest(resilience.RETRIES),
+            lambda retries: any(dict(a).get(resilience.DEPENDENCY) == "asset-api" for a in retries),
+        )
 
         # The fallback's reconciliation message waits on the queue while the outage lasts.
         stack.run_function("backlog_probe")
@@ -112,13 +114,17 @@ def test_an_outage_opens_the_breaker_counts_the_fallback_and_fills_then_drains_t
     eventually(lambda: stack.approximate_count(queue), lambda n: n == 0)
     stack.run_function("backlog_probe")
     eventually(lambda: backlog(receiver, queue), lambda n: n == 0)
-    age = latest(receiver, reconciliation.BACKLOG_AGE, frozenset({(reconciliation.QUEUE, queue)}))
-    assert age == 0
-    done = receiver.latest(reconciliation.MESSAGES)
-    assert any(
-        dict(a).get(reconciliation.KIND) == "allocation" and p.value >= 1
-        for a, p in done.items()
-        if dict(a).get(reconciliation.RESULT) != "retry"
-    ), done
+    queue_attributes = frozenset({(reconciliation.QUEUE, queue)})
+    eventually(
+        lambda: latest(receiver, reconciliation.BACKLOG_AGE, queue_attributes), lambda a: a == 0
+    )
+    eventually(
+        lambda: receiver.latest(reconciliation.MESSAGES),
+        lambda done: any(
+            dict(a).get(reconciliation.KIND) == "allocation" and p.value >= 1
+            for a, p in done.items()
+            if dict(a).get(reconciliation.RESULT) != "retry"
+        ),
+    )
     assert reconciliation.DEAD_LETTERS not in {p.metric for p in list(receiver.points)}
     assert asset_id == stack.asset(asset_id)["assetId"]
